@@ -1,0 +1,7 @@
+//! hearth: the control daemon of a compute heater.
+//!
+//! See ARCHITECTURE.md for the bird's-eye view and the code map.
+
+pub mod power;
+pub mod sim;
+pub mod thermal;
