@@ -33,15 +33,16 @@ pub struct Kpis {
     pub hold_hours: f64,
 }
 
-/// Computes the KPIs of a trace against the schedule it ran on.
-pub fn compute(trace: &Trace, schedule: &Schedule, dt_s: f64) -> Kpis {
+/// Computes the KPIs of a trace against the schedule it ran on, counting from `from_s` on.
+pub fn compute(trace: &Trace, schedule: &Schedule, dt_s: f64, from_s: f64) -> Kpis {
     let mut k = Kpis::default();
     let mut sq_sum = 0.0;
     let mut hold_n = 0usize;
     let mut next = None;
     let mut holding = false;
     let mut last_power: Option<f64> = None;
-    for i in 0..trace.t_s.len() {
+    let first = trace.t_s.partition_point(|&t| t < from_s);
+    for i in first..trace.t_s.len() {
         let t = trace.t_s[i];
         let room = trace.room_celsius[i];
         let sp = schedule.setpoint_at(t);
@@ -100,7 +101,7 @@ mod tests {
     fn perfect_tracking_scores_zero() {
         let s = Schedule::new(&ScheduleConfig::default(), 0).unwrap();
         let tr = trace_of(|t| s.setpoint_at(t), 24.0);
-        let k = compute(&tr, &s, 1.0);
+        let k = compute(&tr, &s, 1.0, 0.0);
         assert_eq!(k.rms_error_celsius, 0.0);
         assert_eq!(k.discomfort_kelvin_hours, 0.0);
         assert!((k.hold_hours - 16.0).abs() < 1e-9);
@@ -111,11 +112,11 @@ mod tests {
     fn cold_morning_counts_as_discomfort_but_preheat_does_not() {
         let s = Schedule::new(&ScheduleConfig::default(), 0).unwrap();
         // Stays at 18 °C all day: 16 h, 2.5 K below the band = 40 K·h; never enters a hold.
-        let k = compute(&trace_of(|_| 18.0, 24.0), &s, 1.0);
+        let k = compute(&trace_of(|_| 18.0, 24.0), &s, 1.0, 0.0);
         assert!((k.discomfort_kelvin_hours - 40.0).abs() < 1e-6);
         assert_eq!(k.hold_hours, 0.0);
         // Sits at 21 °C all night (pre-heated): inside the setback band, no discomfort.
-        let k = compute(&trace_of(|_| 21.0, 24.0), &s, 1.0);
+        let k = compute(&trace_of(|_| 21.0, 24.0), &s, 1.0, 0.0);
         assert_eq!(k.discomfort_kelvin_hours, 0.0);
     }
 }

@@ -68,6 +68,8 @@ pub struct Scenario {
     pub estimate_from_prior_factor: Option<f64>,
     /// Half-width of the baseline's hysteresis band, K.
     pub baseline_tolerance_celsius: f64,
+    /// Hours simulated before KPIs start counting, so that the start state washes out.
+    pub warmup_hours: f64,
 }
 
 impl Default for Scenario {
@@ -93,6 +95,7 @@ impl Default for Scenario {
             controller: ControllerConfig::default(),
             estimate_from_prior_factor: None,
             baseline_tolerance_celsius: 0.3,
+            warmup_hours: 0.0,
         }
     }
 }
@@ -194,6 +197,12 @@ impl Scenario {
             }
         };
         positive("hours", self.hours)?;
+        if self.warmup_hours.is_nan() || self.warmup_hours < 0.0 {
+            return Err(SimError::Invalid {
+                key: "warmup_hours",
+                msg: format!("must not be negative, got {}", self.warmup_hours),
+            });
+        }
         positive("tick_seconds", self.tick_seconds)?;
         positive("room.ua_watts_per_kelvin", self.room.ua_watts_per_kelvin)?;
         positive(
@@ -256,7 +265,7 @@ impl Scenario {
             self.seed,
         );
         let dt = self.tick_seconds;
-        let steps = (self.hours * 3600.0 / dt).round() as usize;
+        let steps = ((self.warmup_hours + self.hours) * 3600.0 / dt).round() as usize;
         let mut trace = Trace {
             name: controller.name().to_string(),
             ..Trace::default()
@@ -281,7 +290,7 @@ impl Scenario {
             trace.power_watts.push(watts);
             room.step(dt, watts, outdoor, ua_factor_at(&self.disturbances, t));
         }
-        let kpis = kpi::compute(&trace, &schedule, dt);
+        let kpis = kpi::compute(&trace, &schedule, dt, self.warmup_hours * 3600.0);
         Ok(RunResult { trace, kpis })
     }
 

@@ -86,8 +86,11 @@ pub struct Controller {
     cfg: ControllerConfig,
     max_power_watts: f64,
     estimator: ModelEstimator,
-    filtered: Option<f64>,
+    /// Two cascaded low-pass stages of the measurement.
+    filtered: Option<(f64, f64)>,
     reference: Option<f64>,
+    /// A rise is being driven at full power (latched until the reference reaches its target).
+    escalated: bool,
     integral_watts: f64,
     /// The scheduled rise being pre-heated for, by its start time.
     recovering_for: Option<f64>,
@@ -103,6 +106,7 @@ impl Controller {
             estimator,
             filtered: None,
             reference: None,
+            escalated: false,
             integral_watts: 0.0,
             recovering_for: None,
             last_budget: 0.0,
@@ -118,6 +122,7 @@ impl Controller {
     pub fn reset(&mut self) {
         self.filtered = None;
         self.reference = None;
+        self.escalated = false;
         self.integral_watts = 0.0;
         self.recovering_for = None;
         self.last_budget = 0.0;
@@ -132,18 +137,27 @@ impl Controller {
             .observe(dt, inp.room_celsius, inp.outdoor_celsius, self.last_budget);
         let model = self.estimator.model();
 
-        let y = match self.filtered {
-            None => inp.room_celsius,
-            Some(f) => {
-                let a = 1.0 - (-dt / self.cfg.measurement_filter_seconds.max(1e-3)).exp();
-                f + a * (inp.room_celsius - f)
+        // Two stages of half the time constant each: the same lag as one stage, but the noise
+        // that reaches the actuator is far smoother.
+        let (f1, y) = match self.filtered {
+            None => (inp.room_celsius, inp.room_celsius),
+            Some((f1, f2)) => {
+                let tau = (0.5 * self.cfg.measurement_filter_seconds).max(1e-3);
+                let a = 1.0 - (-dt / tau).exp();
+                let f1 = f1 + a * (inp.room_celsius - f1);
+                (f1, f2 + a * (f1 - f2))
             }
         };
-        self.filtered = Some(y);
+        self.filtered = Some((f1, y));
 
         let target = self.target(inp, y, &model);
         let r0 = self.reference.unwrap_or(y);
-        let r1 = self.advance_reference(r0, target, inp.outdoor_celsius, dt, &model);
+        let deadline = self.recovering_for.map(|at| at - inp.now_s);
+        let power = self.ramp_power(r0, target, inp.outdoor_celsius, deadline, &model);
+        let r1 = advance_reference(r0, target, inp.outdoor_celsius, dt, power, &model);
+        if r1 >= target {
+            self.escalated = false;
+        }
         self.reference = Some(r1);
 
         let c = model.capacity_joules_per_kelvin;
@@ -197,18 +211,40 @@ impl Controller {
         }
     }
 
-    /// Moves the reference one tick towards `target` along a trajectory the model deems feasible.
-    fn advance_reference(&self, r: f64, target: f64, t_out: f64, dt: f64, m: &RoomModel) -> f64 {
-        let decay = (-dt / m.time_constant_seconds()).exp();
-        if target > r {
-            let power = self.cfg.recovery_power_fraction * self.max_power_watts;
-            let t_eq = t_out + power / m.ua_watts_per_kelvin;
-            // Where the heater cannot lift the room any further, hold the reference.
-            (t_eq + (r - t_eq) * decay).clamp(r, target)
-        } else {
-            // Free cooling: a falling setpoint lets the room coast with the heater off.
-            (t_out + (r - t_out) * decay).clamp(target, r)
+    /// The heat a rise is planned with: the recovery fraction of max power, or all of it when
+    /// that fraction would arrive late (or never).
+    /// Escalation latches, so that noise near the deadline cannot make the power flicker.
+    fn ramp_power(
+        &mut self,
+        from: f64,
+        to: f64,
+        t_out: f64,
+        deadline: Option<f64>,
+        m: &RoomModel,
+    ) -> f64 {
+        let nominal = self.cfg.recovery_power_fraction * self.max_power_watts;
+        if !self.escalated && from < to {
+            let needed = m.seconds_to_heat(from, to, nominal, t_out);
+            self.escalated = needed > deadline.unwrap_or(f64::INFINITY) || needed.is_infinite();
         }
+        if self.escalated {
+            self.max_power_watts
+        } else {
+            nominal
+        }
+    }
+}
+
+/// Moves the reference one tick towards `target` along a trajectory the model deems feasible:
+/// up as heated by `power`, down as the room cools with the heater off.
+fn advance_reference(r: f64, target: f64, t_out: f64, dt: f64, power: f64, m: &RoomModel) -> f64 {
+    let decay = (-dt / m.time_constant_seconds()).exp();
+    if target > r {
+        let t_eq = t_out + power / m.ua_watts_per_kelvin;
+        // Where the heater cannot lift the room any further, hold the reference.
+        (t_eq + (r - t_eq) * decay).clamp(r, target)
+    } else {
+        (t_out + (r - t_out) * decay).clamp(target, r)
     }
 }
 
