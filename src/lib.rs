@@ -2,6 +2,9 @@
 //!
 //! See ARCHITECTURE.md for the bird's-eye view and the code map.
 
+pub mod clock;
+pub mod config;
+pub mod daemon;
 pub mod power;
 pub mod sim;
 pub mod thermal;

@@ -37,7 +37,7 @@ const PLOT_STEP_SECONDS: f64 = 60.0;
 fn register_font() {
     static FONT: Once = Once::new();
     FONT.call_once(|| {
-        // The font ships inside the binary, so PNG plots need no system fonts.
+        // The font ships inside the binary, so plots need no system fonts.
         if plotters::style::register_font("sans-serif", FontStyle::Normal, dejavu::sans::regular())
             .is_err()
         {
@@ -58,6 +58,7 @@ pub fn plot(path: &Path, title: &str, traces: &[&Trace]) -> Result<(), PlotError
         path: name.clone(),
         msg: e,
     };
+    register_font();
     match ext.as_deref() {
         Some("svg") => {
             let root = SVGBackend::new(path, size).into_drawing_area();
@@ -65,7 +66,6 @@ pub fn plot(path: &Path, title: &str, traces: &[&Trace]) -> Result<(), PlotError
             root.present().map_err(|e| err(e.to_string()))
         }
         Some("png") => {
-            register_font();
             let root = BitMapBackend::new(path, size).into_drawing_area();
             draw(&root, title, traces).map_err(err)?;
             root.present().map_err(|e| err(e.to_string()))

@@ -89,8 +89,6 @@ pub struct Controller {
     /// Two cascaded low-pass stages of the measurement.
     filtered: Option<(f64, f64)>,
     reference: Option<f64>,
-    /// A rise is being driven at full power (latched until the reference reaches its target).
-    escalated: bool,
     integral_watts: f64,
     /// The scheduled rise being pre-heated for, by its start time.
     recovering_for: Option<f64>,
@@ -106,7 +104,6 @@ impl Controller {
             estimator,
             filtered: None,
             reference: None,
-            escalated: false,
             integral_watts: 0.0,
             recovering_for: None,
             last_budget: 0.0,
@@ -118,14 +115,19 @@ impl Controller {
         self.estimator.model()
     }
 
+    /// Whether the model in use was estimated online.
+    pub fn model_is_estimated(&self) -> bool {
+        self.estimator.is_estimated()
+    }
+
     /// Forgets dynamic state, e.g. after a safety trip forced the output to zero.
     pub fn reset(&mut self) {
         self.filtered = None;
         self.reference = None;
-        self.escalated = false;
         self.integral_watts = 0.0;
         self.recovering_for = None;
         self.last_budget = 0.0;
+        self.estimator.discard_window();
     }
 
     /// Runs one tick.
@@ -155,9 +157,6 @@ impl Controller {
         let deadline = self.recovering_for.map(|at| at - inp.now_s);
         let power = self.ramp_power(r0, target, inp.outdoor_celsius, deadline, &model);
         let r1 = advance_reference(r0, target, inp.outdoor_celsius, dt, power, &model);
-        if r1 >= target {
-            self.escalated = false;
-        }
         self.reference = Some(r1);
 
         let c = model.capacity_joules_per_kelvin;
@@ -211,26 +210,20 @@ impl Controller {
         }
     }
 
-    /// The heat a rise is planned with: the recovery fraction of max power, or all of it when
-    /// that fraction would arrive late (or never).
-    /// Escalation latches, so that noise near the deadline cannot make the power flicker.
-    fn ramp_power(
-        &mut self,
-        from: f64,
-        to: f64,
-        t_out: f64,
-        deadline: Option<f64>,
-        m: &RoomModel,
-    ) -> f64 {
+    /// The heat a rise is planned with: the recovery fraction of max power, or more when that
+    /// would arrive late: then just enough to arrive `recovery_margin_minutes` before the
+    /// deadline. Continuous in its inputs, so noise cannot make it flicker.
+    fn ramp_power(&self, from: f64, to: f64, t_out: f64, deadline: Option<f64>, m: &RoomModel) -> f64 {
         let nominal = self.cfg.recovery_power_fraction * self.max_power_watts;
-        if !self.escalated && from < to {
-            let needed = m.seconds_to_heat(from, to, nominal, t_out);
-            self.escalated = needed > deadline.unwrap_or(f64::INFINITY) || needed.is_infinite();
-        }
-        if self.escalated {
-            self.max_power_watts
-        } else {
-            nominal
+        let pmax = self.max_power_watts;
+        match deadline {
+            Some(remaining) => {
+                let available = remaining - self.cfg.recovery_margin_minutes * 60.0;
+                m.power_to_heat_within(from, to, available, t_out)
+                    .clamp(nominal, pmax)
+            }
+            None if m.seconds_to_heat(from, to, nominal, t_out).is_finite() => nominal,
+            None => pmax,
         }
     }
 }

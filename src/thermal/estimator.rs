@@ -37,6 +37,22 @@ impl RoomModel {
     }
 }
 
+impl RoomModel {
+    /// The constant power that heats from `from` to `to` in `seconds` with constant outdoor
+    /// temperature; infinite if no time is left.
+    pub fn power_to_heat_within(&self, from: f64, to: f64, seconds: f64, outdoor: f64) -> f64 {
+        if from >= to {
+            return self.ua_watts_per_kelvin * (to - outdoor);
+        }
+        if seconds <= 0.0 {
+            return f64::INFINITY;
+        }
+        let x = (seconds / self.time_constant_seconds()).exp();
+        let t_eq = (to * x - from) / (x - 1.0);
+        self.ua_watts_per_kelvin * (t_eq - outdoor)
+    }
+}
+
 /// Length of one averaging window, seconds.
 const WINDOW_SECONDS: f64 = 900.0;
 /// Windows needed before the estimate is used.
@@ -192,6 +208,8 @@ mod tests {
         room.step(s, 960.0, 2.0, 1.0);
         assert!((room.air_celsius() - 21.0).abs() < 1e-9);
         assert!(m.seconds_to_heat(18.0, 21.0, 100.0, 2.0).is_infinite());
+        let p = m.power_to_heat_within(18.0, 21.0, s, 2.0);
+        assert!((p - 960.0).abs() < 1e-6, "{p}");
     }
 
     #[test]

@@ -12,7 +12,7 @@ pub const DAY_SECONDS: f64 = 86_400.0;
 
 /// Thermal parameters of a room (the air node, plus an optional wall node).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct RoomParams {
     /// Heat loss coefficient from the air to outdoors, W/K (1/R).
     pub ua_watts_per_kelvin: f64,
@@ -33,6 +33,13 @@ pub struct WallParams {
     pub air_wall_watts_per_kelvin: f64,
     /// Conductance between wall and outdoors, W/K.
     pub wall_outdoor_watts_per_kelvin: f64,
+}
+
+impl Default for RoomParams {
+    /// The reference room: R = 0.03 K/W, C = 3e6 J/K.
+    fn default() -> Self {
+        Self::from_rc(0.03, 3e6)
+    }
 }
 
 impl RoomParams {

@@ -32,6 +32,9 @@ pub enum ScheduleError {
     /// A setpoint is outside the allowed range.
     #[error("setpoint {0} °C is outside {MIN_SETPOINT_CELSIUS}–{MAX_SETPOINT_CELSIUS} °C")]
     Range(f64),
+    /// A program is invalid.
+    #[error("program[{0}]: {1}")]
+    Program(usize, Box<ScheduleError>),
 }
 
 /// One program: a setpoint on some days between two times (wrapping past midnight if `to <= from`).
@@ -59,7 +62,7 @@ fn all_days() -> String {
 
 /// The schedule as configured: presets, the preset held outside programs, and programs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct ScheduleConfig {
     /// Named setpoints, °C.
     pub presets: BTreeMap<String, f64>,
@@ -192,35 +195,43 @@ impl Schedule {
             .presets
             .get(&cfg.default_preset)
             .ok_or_else(|| ScheduleError::UnknownPreset(cfg.default_preset.clone()))?;
-        let mut programs = Vec::new();
-        for p in &cfg.programs {
-            let celsius = match (&p.preset, p.celsius) {
-                (Some(name), None) => *cfg
-                    .presets
-                    .get(name)
-                    .ok_or_else(|| ScheduleError::UnknownPreset(name.clone()))?,
-                (None, Some(c)) => check_setpoint(c)?,
-                _ => return Err(ScheduleError::Target),
-            };
-            let from_s = parse_time_of_day(&p.from)?;
-            let to_s = parse_time_of_day(&p.to)?;
-            let len_s = if to_s > from_s {
-                to_s - from_s
-            } else {
-                to_s + DAY_SECONDS - from_s
-            };
-            programs.push(CompiledProgram {
-                days: parse_days(&p.days)?,
-                from_s,
-                len_s,
-                celsius,
-            });
-        }
+        let programs = cfg
+            .programs
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                Self::compile(cfg, p).map_err(|e| ScheduleError::Program(i, Box::new(e)))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(Self {
             programs,
             default_celsius,
             presets: cfg.presets.clone(),
             epoch_weekday: epoch_weekday % 7,
+        })
+    }
+
+    fn compile(cfg: &ScheduleConfig, p: &Program) -> Result<CompiledProgram, ScheduleError> {
+        let celsius = match (&p.preset, p.celsius) {
+            (Some(name), None) => *cfg
+                .presets
+                .get(name)
+                .ok_or_else(|| ScheduleError::UnknownPreset(name.clone()))?,
+            (None, Some(c)) => check_setpoint(c)?,
+            _ => return Err(ScheduleError::Target),
+        };
+        let from_s = parse_time_of_day(&p.from)?;
+        let to_s = parse_time_of_day(&p.to)?;
+        let len_s = if to_s > from_s {
+            to_s - from_s
+        } else {
+            to_s + DAY_SECONDS - from_s
+        };
+        Ok(CompiledProgram {
+            days: parse_days(&p.days)?,
+            from_s,
+            len_s,
+            celsius,
         })
     }
 

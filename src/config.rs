@@ -1,0 +1,539 @@
+//! Configuration: a TOML file over built-in defaults, then `HEARTH_*` environment overrides, then
+//! validation whose errors name the key and say what is wrong.
+//!
+//! An environment variable `HEARTH_SECTION__KEY=value` overrides `[section] key`; a double
+//! underscore separates levels, single underscores belong to the key
+//! (`HEARTH_SAFETY__ROOM_MAX_CELSIUS=26`). `HEARTH_LOG` is the log filter, not a key.
+
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use thiserror::Error;
+
+use crate::thermal::controller::ControllerConfig;
+use crate::thermal::estimator::RoomModel;
+use crate::thermal::room::{Disturbance, OutdoorProfile, ProfileError, RoomParams};
+use crate::thermal::safety::SafetyConfig;
+use crate::thermal::schedule::ScheduleConfig;
+use crate::thermal::sensor::FileUnit;
+
+/// Environment variables with the `HEARTH_` prefix that are not config keys.
+pub const RESERVED_ENV: &[&str] = &["HEARTH_LOG"];
+
+/// A configuration that cannot be used.
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config {path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The TOML does not parse or does not fit the schema.
+    #[error("config {origin}: {msg}")]
+    Parse {
+        /// The file, or "environment".
+        origin: String,
+        /// The parser's message (names the key and line).
+        msg: String,
+    },
+    /// An override names no key, or its value is unusable.
+    #[error("{origin}: {msg}")]
+    Override {
+        /// The variable or flag.
+        origin: String,
+        /// What is wrong.
+        msg: String,
+    },
+    /// A value is out of range.
+    #[error("config key `{key}`: {msg}")]
+    Invalid {
+        /// The dotted key.
+        key: String,
+        /// What is wrong.
+        msg: String,
+    },
+    /// A referenced file could not be loaded.
+    #[error("config key `simulation.outdoor`: {0}")]
+    Profile(#[from] ProfileError),
+}
+
+/// The control loop.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ControlConfig {
+    /// Seconds between control ticks (simulated seconds when the room is simulated).
+    pub tick_seconds: f64,
+    /// Log budget and room temperature every this many ticks (at least once per real second).
+    pub log_every_ticks: u32,
+}
+
+impl Default for ControlConfig {
+    fn default() -> Self {
+        Self {
+            tick_seconds: 1.0,
+            log_every_ticks: 10,
+        }
+    }
+}
+
+/// The heater's electrical envelope.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HeaterConfig {
+    /// Power drawn by the powered but idle hardware, W.
+    pub idle_watts: f64,
+    /// The most the heater may draw, W; the heat budget never exceeds it.
+    pub max_watts: f64,
+}
+
+impl Default for HeaterConfig {
+    fn default() -> Self {
+        Self {
+            idle_watts: 20.0,
+            max_watts: 1200.0,
+        }
+    }
+}
+
+/// The controller's room model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ModelConfig {
+    /// Heat loss coefficient, W/K.
+    pub ua_watts_per_kelvin: f64,
+    /// Heat capacity, J/K.
+    pub capacity_joules_per_kelvin: f64,
+    /// Refine UA and C online from the heat delivered and the room's response.
+    pub estimate_online: bool,
+}
+
+impl Default for ModelConfig {
+    fn default() -> Self {
+        Self {
+            ua_watts_per_kelvin: 1.0 / 0.03,
+            capacity_joules_per_kelvin: 3e6,
+            estimate_online: false,
+        }
+    }
+}
+
+impl ModelConfig {
+    /// The configured model.
+    pub fn model(&self) -> RoomModel {
+        RoomModel {
+            ua_watts_per_kelvin: self.ua_watts_per_kelvin,
+            capacity_joules_per_kelvin: self.capacity_joules_per_kelvin,
+        }
+    }
+}
+
+/// Where a temperature comes from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum SourceConfig {
+    /// The simulated room of `[simulation]`.
+    Simulated {
+        /// Sensor noise, standard deviation, K.
+        noise_celsius: f64,
+        /// Sensor resolution, K.
+        quantum_celsius: f64,
+    },
+    /// A file such as `/sys/bus/w1/devices/28-*/w1_slave` or `/sys/class/thermal/*/temp`.
+    File {
+        /// The file to read.
+        path: PathBuf,
+        /// How the file encodes the temperature.
+        unit: FileUnit,
+    },
+    /// A constant (for the outdoor temperature when there is no outdoor sensor).
+    Fixed {
+        /// The temperature, °C.
+        celsius: f64,
+    },
+}
+
+/// The room and outdoor temperature sources.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SensorsConfig {
+    /// The room sensor.
+    pub room: SourceConfig,
+    /// The outdoor temperature, for feed-forward and recovery planning.
+    pub outdoor: SourceConfig,
+}
+
+impl Default for SensorsConfig {
+    fn default() -> Self {
+        Self {
+            room: SourceConfig::Simulated {
+                noise_celsius: 0.05,
+                quantum_celsius: 0.1,
+            },
+            outdoor: SourceConfig::Simulated {
+                noise_celsius: 0.0,
+                quantum_celsius: 0.0,
+            },
+        }
+    }
+}
+
+/// The simulated room used by `kind = "simulated"` sensors.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SimulationConfig {
+    /// Simulated seconds per real second.
+    pub speed: f64,
+    /// Room temperature at start, °C.
+    pub initial_celsius: f64,
+    /// The room.
+    pub room: RoomParams,
+    /// Outdoor temperature profile.
+    pub outdoor: OutdoorProfile,
+    /// Disturbances (window openings), by day of the run.
+    pub disturbances: Vec<Disturbance>,
+    /// Seed of the sensor noise.
+    pub seed: u64,
+}
+
+impl Default for SimulationConfig {
+    fn default() -> Self {
+        Self {
+            speed: 1.0,
+            initial_celsius: 19.0,
+            room: RoomParams::from_rc(0.03, 3e6),
+            outdoor: OutdoorProfile::default(),
+            disturbances: Vec::new(),
+            seed: 1,
+        }
+    }
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// The control loop.
+    pub control: ControlConfig,
+    /// The heater's power envelope.
+    pub heater: HeaterConfig,
+    /// Setpoint presets and programs.
+    pub thermostat: ScheduleConfig,
+    /// Controller tuning.
+    pub controller: ControllerConfig,
+    /// The controller's room model.
+    pub model: ModelConfig,
+    /// Safety limits.
+    pub safety: SafetyConfig,
+    /// Temperature sources.
+    pub sensors: SensorsConfig,
+    /// The simulated room.
+    pub simulation: SimulationConfig,
+}
+
+/// Sets `dotted.path = value` in a TOML table; `value` is read as TOML (number, bool, array …)
+/// and, failing that, taken as a string.
+pub fn set_path(root: &mut toml::Table, path: &[String], raw: &str) -> Result<(), String> {
+    let (last, parents) = path.split_last().ok_or("empty key")?;
+    let mut table = root;
+    for (i, seg) in parents.iter().enumerate() {
+        let entry = table
+            .entry(seg.clone())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        table = entry
+            .as_table_mut()
+            .ok_or_else(|| format!("`{}` is not a section", parents[..=i].join(".")))?;
+    }
+    let value = match format!("v = {raw}").parse::<toml::Table>() {
+        Ok(mut t) => t.remove("v").unwrap_or_else(|| toml::Value::String(raw.into())),
+        Err(_) => toml::Value::String(raw.into()),
+    };
+    table.insert(last.clone(), value);
+    Ok(())
+}
+
+/// Applies `key.path=value` overrides (from `--set` flags) to a TOML table.
+pub fn apply_assignments(table: &mut toml::Table, sets: &[String]) -> Result<(), ConfigError> {
+    for s in sets {
+        let (k, v) = s.split_once('=').ok_or_else(|| ConfigError::Override {
+            origin: format!("--set {s}"),
+            msg: "expected key.path=value".into(),
+        })?;
+        let path: Vec<String> = k.trim().split('.').map(str::to_string).collect();
+        set_path(table, &path, v.trim()).map_err(|msg| ConfigError::Override {
+            origin: format!("--set {s}"),
+            msg,
+        })?;
+    }
+    Ok(())
+}
+
+impl Config {
+    /// Loads the config: defaults, then `file` if given, then `HEARTH_*` variables from `env`.
+    pub fn load(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let (mut table, origin, base_dir) = match file {
+            Some(p) => {
+                let text = std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
+                    path: p.display().to_string(),
+                    source,
+                })?;
+                let table = text.parse::<toml::Table>().map_err(|e| ConfigError::Parse {
+                    origin: p.display().to_string(),
+                    msg: e.to_string(),
+                })?;
+                let dir = p.parent().map(Path::to_path_buf).unwrap_or_default();
+                (table, p.display().to_string(), dir)
+            }
+            None => (toml::Table::new(), "defaults".to_string(), PathBuf::new()),
+        };
+        let mut from_env = false;
+        for (name, value) in env {
+            let Some(rest) = name.strip_prefix("HEARTH_") else {
+                continue;
+            };
+            if RESERVED_ENV.contains(&name.as_str()) {
+                continue;
+            }
+            let path: Vec<String> = rest.split("__").map(str::to_ascii_lowercase).collect();
+            set_path(&mut table, &path, &value).map_err(|msg| ConfigError::Override {
+                origin: name.clone(),
+                msg,
+            })?;
+            from_env = true;
+        }
+        let origin = if from_env {
+            format!("{origin} + HEARTH_* environment")
+        } else {
+            origin
+        };
+        let mut cfg: Config = toml::Value::Table(table)
+            .try_into()
+            .map_err(|e: toml::de::Error| ConfigError::Parse {
+                origin,
+                msg: e.to_string(),
+            })?;
+        cfg.simulation.outdoor.load(&base_dir)?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// The defaults as a commented TOML document.
+    pub fn default_toml() -> String {
+        let body = toml::to_string_pretty(&Config::default()).unwrap_or_default();
+        format!(
+            "# hearth configuration: the built-in defaults.\n\
+             # Every key can be overridden by HEARTH_SECTION__KEY=value (e.g. HEARTH_SAFETY__ROOM_MAX_CELSIUS=26).\n\n{body}"
+        )
+    }
+
+    /// Checks every value; the error names the key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |key: &str, msg: String| {
+            Err(ConfigError::Invalid {
+                key: key.to_string(),
+                msg,
+            })
+        };
+        let positive = |key: &str, v: f64| {
+            if v.is_finite() && v > 0.0 {
+                Ok(())
+            } else {
+                bad(key, format!("must be a positive number, got {v}"))
+            }
+        };
+        let non_negative = |key: &str, v: f64| {
+            if v.is_finite() && v >= 0.0 {
+                Ok(())
+            } else {
+                bad(key, format!("must not be negative, got {v}"))
+            }
+        };
+        let c = &self.control;
+        positive("control.tick_seconds", c.tick_seconds)?;
+        if c.tick_seconds > 60.0 {
+            return bad("control.tick_seconds", format!("must be at most 60 s, got {}", c.tick_seconds));
+        }
+        if c.log_every_ticks == 0 {
+            return bad("control.log_every_ticks", "must be at least 1".into());
+        }
+        let h = &self.heater;
+        non_negative("heater.idle_watts", h.idle_watts)?;
+        positive("heater.max_watts", h.max_watts)?;
+        if h.max_watts < h.idle_watts {
+            return bad(
+                "heater.max_watts",
+                format!("{} W is below heater.idle_watts ({} W)", h.max_watts, h.idle_watts),
+            );
+        }
+        for (name, &v) in &self.thermostat.presets {
+            if !(5.0..=30.0).contains(&v) {
+                return bad(
+                    &format!("thermostat.presets.{name}"),
+                    format!("setpoint must be between 5 and 30 °C, got {v}"),
+                );
+            }
+        }
+        if let Err(e) = crate::thermal::schedule::Schedule::new(&self.thermostat, 0) {
+            let key = match &e {
+                crate::thermal::schedule::ScheduleError::Program(i, _) => {
+                    format!("thermostat.program[{i}]")
+                }
+                _ => "thermostat.default_preset".to_string(),
+            };
+            return bad(&key, e.to_string());
+        }
+        let k = &self.controller;
+        positive("controller.closed_loop_seconds", k.closed_loop_seconds)?;
+        non_negative("controller.measurement_filter_seconds", k.measurement_filter_seconds)?;
+        non_negative("controller.recovery_margin_minutes", k.recovery_margin_minutes)?;
+        if !(k.recovery_power_fraction > 0.0 && k.recovery_power_fraction <= 1.0) {
+            return bad(
+                "controller.recovery_power_fraction",
+                format!("must be in (0, 1], got {}", k.recovery_power_fraction),
+            );
+        }
+        positive("model.ua_watts_per_kelvin", self.model.ua_watts_per_kelvin)?;
+        positive("model.capacity_joules_per_kelvin", self.model.capacity_joules_per_kelvin)?;
+        let s = &self.safety;
+        positive("safety.sensor_stale_after_seconds", s.sensor_stale_after_seconds)?;
+        non_negative("safety.clear_down_seconds", s.clear_down_seconds)?;
+        if s.deadman_ticks == 0 {
+            return bad("safety.deadman_ticks", "must be at least 1".into());
+        }
+        let highest = self
+            .thermostat
+            .presets
+            .values()
+            .copied()
+            .chain(self.thermostat.programs.iter().filter_map(|p| p.celsius))
+            .fold(f64::NEG_INFINITY, f64::max);
+        if !(s.room_max_celsius > highest && s.room_max_celsius <= 45.0) {
+            return bad(
+                "safety.room_max_celsius",
+                format!(
+                    "must be above the highest setpoint ({highest} °C) and at most 45 °C, got {}",
+                    s.room_max_celsius
+                ),
+            );
+        }
+        for (key, src) in [("sensors.room", &self.sensors.room), ("sensors.outdoor", &self.sensors.outdoor)] {
+            match src {
+                SourceConfig::Simulated { noise_celsius, quantum_celsius } => {
+                    non_negative(&format!("{key}.noise_celsius"), *noise_celsius)?;
+                    non_negative(&format!("{key}.quantum_celsius"), *quantum_celsius)?;
+                }
+                SourceConfig::File { path, .. } if path.as_os_str().is_empty() => {
+                    return bad(&format!("{key}.path"), "must name a file".into());
+                }
+                SourceConfig::Fixed { celsius } if !celsius.is_finite() => {
+                    return bad(&format!("{key}.celsius"), "must be a number".into());
+                }
+                _ => {}
+            }
+        }
+        if matches!(self.sensors.room, SourceConfig::Fixed { .. }) {
+            return bad("sensors.room.kind", "a fixed room temperature cannot be controlled; use simulated or file".into());
+        }
+        let sim = &self.simulation;
+        positive("simulation.speed", sim.speed)?;
+        if sim.speed > 1000.0 {
+            return bad("simulation.speed", format!("must be at most 1000, got {}", sim.speed));
+        }
+        if c.tick_seconds / sim.speed < 0.001 {
+            return bad(
+                "simulation.speed",
+                format!("control.tick_seconds / speed must be at least 1 ms, got {} s", c.tick_seconds / sim.speed),
+            );
+        }
+        positive("simulation.room.ua_watts_per_kelvin", sim.room.ua_watts_per_kelvin)?;
+        positive("simulation.room.capacity_joules_per_kelvin", sim.room.capacity_joules_per_kelvin)?;
+        for (i, d) in sim.disturbances.iter().enumerate() {
+            if d.window_seconds().is_none() {
+                return bad(&format!("simulation.disturbances[{i}].at"), format!("{:?} is not HH:MM", d.at));
+            }
+            positive(&format!("simulation.disturbances[{i}].ua_factor"), d.ua_factor)?;
+        }
+        Ok(())
+    }
+
+    /// True when any sensor reads the simulated room.
+    pub fn uses_simulated_room(&self) -> bool {
+        matches!(self.sensors.room, SourceConfig::Simulated { .. })
+            || matches!(self.sensors.outdoor, SourceConfig::Simulated { .. })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect()
+    }
+
+    fn err_of(toml_text: &str) -> String {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("hearth.toml");
+        std::fs::write(&p, toml_text).unwrap();
+        Config::load(Some(&p), env(&[])).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn defaults_validate_and_print_default_round_trips() {
+        let cfg = Config::load(None, env(&[])).unwrap();
+        assert_eq!(cfg, Config::default());
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("d.toml");
+        std::fs::write(&p, Config::default_toml()).unwrap();
+        assert_eq!(Config::load(Some(&p), env(&[])).unwrap(), Config::default());
+    }
+
+    #[test]
+    fn environment_overrides_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("hearth.toml");
+        std::fs::write(&p, "[safety]\nroom_max_celsius = 26.0\n").unwrap();
+        let cfg = Config::load(
+            Some(&p),
+            env(&[
+                ("HEARTH_SAFETY__ROOM_MAX_CELSIUS", "25.5"),
+                ("HEARTH_HEATER__MAX_WATTS", "900"),
+                ("HEARTH_LOG", "debug"),
+                ("PATH", "/bin"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(cfg.safety.room_max_celsius, 25.5);
+        assert_eq!(cfg.heater.max_watts, 900.0);
+    }
+
+    #[test]
+    fn unknown_environment_key_is_named() {
+        let e = Config::load(None, env(&[("HEARTH_SAFETY__ROOM_MAXIMUM", "25")]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("room_maximum"), "{e}");
+    }
+
+    #[test]
+    fn validation_errors_name_the_key() {
+        let e = err_of("[thermostat.presets]\ncomfort = 35.0\neco = 18.0\naway = 15.0\n");
+        assert!(e.contains("thermostat.presets.comfort") && e.contains("between 5 and 30"), "{e}");
+        let e = err_of("[heater]\nidle_watts = -5.0\n");
+        assert!(e.contains("heater.idle_watts") && e.contains("negative"), "{e}");
+        let e = err_of("[heater]\nidle_watts = 300.0\nmax_watts = 200.0\n");
+        assert!(e.contains("heater.max_watts") && e.contains("below"), "{e}");
+        let e = err_of("[[thermostat.program]]\nfrom = \"06:00\"\nto = \"25:00\"\npreset = \"comfort\"\n");
+        assert!(e.contains("thermostat.program[0]") && e.contains("25:00"), "{e}");
+        let e = err_of("[control]\ntick_seconds = 0\n");
+        assert!(e.contains("control.tick_seconds"), "{e}");
+        let e = err_of("[safety]\nroom_mx_celsius = 20\n");
+        assert!(e.contains("room_mx_celsius"), "{e}");
+        let e = err_of("[sensors.room]\nkind = \"file\"\npath = \"/x\"\nunit = \"kelvin\"\n");
+        assert!(e.contains("kelvin"), "{e}");
+    }
+}

@@ -1,0 +1,475 @@
+//! Wires the daemon's tasks together and handles shutdown.
+//!
+//! Tasks and the channels between them (data flows one way):
+//! - **room** (simulated room only): advances the RC model with the heat actually applied and
+//!   publishes the true temperatures (`watch<RoomTruth>`).
+//! - **sensor pollers**: read the room and outdoor sources off the control loop's path (file I/O
+//!   runs on the blocking pool) and publish the latest reading (`watch<Option<Reading>>`).
+//! - **control**: each tick takes the latest readings, runs safety, the schedule and the
+//!   controller, and publishes the heat budget as a [`PowerTarget`] with a dead-man deadline and a
+//!   [`Status`] snapshot. It never waits on I/O.
+//!
+//! Until the workload engines exist, the simulated room is heated by the published budget as if
+//! by an ideal heater (read through the same dead-man timer an engine uses).
+
+use serde::Serialize;
+use std::sync::{Arc, Mutex};
+use thiserror::Error;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+use tokio::time::MissedTickBehavior;
+
+use crate::clock::{format_clock, Clock};
+use crate::config::{Config, SourceConfig};
+use crate::power::{DeadMan, PowerTarget};
+use crate::thermal::controller::{ControlInput, ControlOutput, Controller};
+use crate::thermal::estimator::{ModelEstimator, RoomModel};
+use crate::thermal::room::{ua_factor_at, Room};
+use crate::thermal::safety::{ChipTemperatures, SafetyInputs, Supervisor, Trip};
+use crate::thermal::schedule::{NextSetpoint, Override, Schedule, ScheduleError, Setpoints};
+use crate::thermal::sensor::{
+    FileSource, Reading, RoomTruth, SensorError, SensorNoise, SimulatedSource, TemperatureSource,
+};
+
+/// The daemon could not start.
+#[derive(Debug, Error)]
+pub enum DaemonError {
+    /// The schedule is invalid, or a command was rejected.
+    #[error("schedule: {0}")]
+    Schedule(#[from] ScheduleError),
+    /// The control loop has stopped.
+    #[error("the control loop has stopped")]
+    Stopped,
+}
+
+/// A command to the control loop.
+#[derive(Debug)]
+pub enum Command {
+    /// Sets or clears the manual setpoint override.
+    SetOverride {
+        /// The override, or `None` to return to the schedule.
+        manual: Option<Override>,
+        /// Where the outcome goes.
+        reply: oneshot::Sender<Result<(), ScheduleError>>,
+    },
+}
+
+/// The snapshot published every tick.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Status {
+    /// Ticks since start.
+    pub tick: u64,
+    /// Clock time, seconds since local midnight of the start day.
+    pub at_s: f64,
+    /// The latest room reading, °C.
+    pub room_celsius: Option<f64>,
+    /// Age of that reading, seconds.
+    pub room_reading_age_s: Option<f64>,
+    /// The outdoor temperature in use, °C.
+    pub outdoor_celsius: Option<f64>,
+    /// The setpoint in force, °C.
+    pub setpoint_celsius: f64,
+    /// The next scheduled change.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_setpoint_celsius: Option<f64>,
+    /// When it happens, seconds since the epoch.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_setpoint_at_s: Option<f64>,
+    /// A manual override is in force.
+    pub override_active: bool,
+    /// The heat budget, W (0 while tripped).
+    pub budget_watts: f64,
+    /// The controller's terms.
+    pub control: ControlOutput,
+    /// The room model in use.
+    pub model: Option<RoomModel>,
+    /// Whether that model was estimated online.
+    pub model_estimated: bool,
+    /// Latched safety trips.
+    pub trips: Vec<Trip>,
+    /// The simulated room's true temperature, when simulated.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub simulated_room_celsius: Option<f64>,
+}
+
+/// A running daemon.
+pub struct DaemonHandle {
+    /// The latest status snapshot.
+    pub status: watch::Receiver<Status>,
+    /// The latest heat budget target.
+    pub target: watch::Receiver<PowerTarget>,
+    /// Where engines report chip temperatures.
+    pub chips: ChipTemperatures,
+    /// The daemon's clock.
+    pub clock: Clock,
+    commands: mpsc::Sender<Command>,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl DaemonHandle {
+    /// Sets (or clears) the manual override.
+    pub async fn set_override(&self, manual: Option<Override>) -> Result<(), DaemonError> {
+        let (reply, rx) = oneshot::channel();
+        self.commands
+            .send(Command::SetOverride { manual, reply })
+            .await
+            .map_err(|_| DaemonError::Stopped)?;
+        Ok(rx.await.map_err(|_| DaemonError::Stopped)??)
+    }
+
+    /// Stops every task; the last published target is 0 W.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        for t in self.tasks {
+            let _ = t.await;
+        }
+    }
+}
+
+/// A source shared with the blocking pool.
+type SharedSource = Arc<Mutex<Box<dyn TemperatureSource>>>;
+
+fn source_for(
+    cfg: &SourceConfig,
+    truth: Option<&watch::Receiver<RoomTruth>>,
+    seed: u64,
+    outdoor: bool,
+) -> Option<Box<dyn TemperatureSource>> {
+    match cfg {
+        SourceConfig::Simulated {
+            noise_celsius,
+            quantum_celsius,
+        } => {
+            let truth = truth?.clone();
+            let noise = SensorNoise::new(*noise_celsius, *quantum_celsius, seed);
+            Some(if outdoor {
+                Box::new(SimulatedOutdoor { truth, noise })
+            } else {
+                Box::new(SimulatedSource::new(truth, noise))
+            })
+        }
+        SourceConfig::File { path, unit } => Some(Box::new(FileSource::new(path.clone(), *unit))),
+        SourceConfig::Fixed { celsius } => Some(Box::new(FixedSource(*celsius))),
+    }
+}
+
+/// The simulated outdoor temperature.
+struct SimulatedOutdoor {
+    truth: watch::Receiver<RoomTruth>,
+    noise: SensorNoise,
+}
+
+impl TemperatureSource for SimulatedOutdoor {
+    fn name(&self) -> String {
+        "simulated outdoor".into()
+    }
+    fn read(&mut self, _now_s: f64) -> Result<Reading, SensorError> {
+        let t = *self.truth.borrow();
+        Ok(Reading {
+            celsius: self.noise.apply(t.outdoor_celsius),
+            at_s: t.at_s,
+        })
+    }
+}
+
+/// A constant temperature (an outdoor value when there is no outdoor sensor).
+struct FixedSource(f64);
+
+impl TemperatureSource for FixedSource {
+    fn name(&self) -> String {
+        format!("fixed {} °C", self.0)
+    }
+    fn read(&mut self, now_s: f64) -> Result<Reading, SensorError> {
+        Ok(Reading {
+            celsius: self.0,
+            at_s: now_s,
+        })
+    }
+}
+
+/// Starts the daemon's tasks on the current tokio runtime.
+pub fn spawn(cfg: Config, clock: Clock) -> Result<DaemonHandle, DaemonError> {
+    let schedule = Schedule::new(&cfg.thermostat, clock.epoch_weekday())?;
+    let (target_tx, target_rx) = watch::channel(PowerTarget::zero());
+    let (status_tx, status_rx) = watch::channel(Status::default());
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let (cmd_tx, cmd_rx) = mpsc::channel(16);
+    let chips = ChipTemperatures::default();
+    let tick_real = clock.real(cfg.control.tick_seconds);
+    let mut tasks = Vec::new();
+
+    let truth_rx = if cfg.uses_simulated_room() {
+        let sim = &cfg.simulation;
+        let now = clock.now_s();
+        let outdoor = sim.outdoor.celsius_at(now);
+        let (truth_tx, truth_rx) = watch::channel(RoomTruth {
+            room_celsius: sim.initial_celsius,
+            outdoor_celsius: outdoor,
+            at_s: now,
+        });
+        let room = Room::new(sim.room.clone(), sim.initial_celsius);
+        tasks.push(tokio::spawn(room_task(
+            room,
+            cfg.clone(),
+            clock.clone(),
+            DeadMan::new(target_rx.clone()),
+            truth_tx,
+            shutdown_rx.clone(),
+        )));
+        Some(truth_rx)
+    } else {
+        None
+    };
+
+    let mut readings = Vec::new();
+    for (i, (src_cfg, outdoor)) in [(&cfg.sensors.room, false), (&cfg.sensors.outdoor, true)]
+        .into_iter()
+        .enumerate()
+    {
+        let (tx, rx) = watch::channel(None);
+        if let Some(src) = source_for(src_cfg, truth_rx.as_ref(), cfg.simulation.seed + i as u64, outdoor) {
+            let shared: SharedSource = Arc::new(Mutex::new(src));
+            tasks.push(tokio::spawn(sensor_task(
+                shared,
+                clock.clone(),
+                tick_real,
+                tx,
+                shutdown_rx.clone(),
+            )));
+        }
+        readings.push(rx);
+    }
+    let outdoor_rx = readings.pop().unwrap_or_else(|| watch::channel(None).1);
+    let room_rx = readings.pop().unwrap_or_else(|| watch::channel(None).1);
+
+    let estimator = ModelEstimator::new(cfg.model.model(), cfg.model.estimate_online);
+    let control = ControlLoop {
+        controller: Controller::new(cfg.controller.clone(), cfg.heater.max_watts, estimator),
+        supervisor: Supervisor::new(cfg.safety.clone()),
+        setpoints: Setpoints::new(schedule),
+        cfg: cfg.clone(),
+        clock: clock.clone(),
+        chips: chips.clone(),
+        room_rx,
+        outdoor_rx,
+        truth_rx,
+        target_tx,
+        status_tx,
+        last_outdoor: None,
+    };
+    tasks.push(tokio::spawn(control.run(cmd_rx, shutdown_rx)));
+    Ok(DaemonHandle {
+        status: status_rx,
+        target: target_rx,
+        chips,
+        clock,
+        commands: cmd_tx,
+        shutdown: shutdown_tx,
+        tasks,
+    })
+}
+
+async fn room_task(
+    mut room: Room,
+    cfg: Config,
+    clock: Clock,
+    heat: DeadMan,
+    truth_tx: watch::Sender<RoomTruth>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let sim = cfg.simulation;
+    let mut interval = tokio::time::interval(clock.real(cfg.control.tick_seconds));
+    interval.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut last = clock.now_s();
+    loop {
+        tokio::select! {
+            _ = interval.tick() => {}
+            _ = shutdown.changed() => return,
+        }
+        let now = clock.now_s();
+        // The heat applied over the interval is what the dead-man view allowed at its start.
+        let watts = heat.watts_at(last);
+        room.step(
+            now - last,
+            watts,
+            sim.outdoor.celsius_at(last),
+            ua_factor_at(&sim.disturbances, last),
+        );
+        last = now;
+        truth_tx.send_replace(RoomTruth {
+            room_celsius: room.air_celsius(),
+            outdoor_celsius: sim.outdoor.celsius_at(now),
+            at_s: now,
+        });
+    }
+}
+
+async fn sensor_task(
+    source: SharedSource,
+    clock: Clock,
+    period: std::time::Duration,
+    tx: watch::Sender<Option<Reading>>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let name = source.lock().map(|s| s.name()).unwrap_or_default();
+    let mut interval = tokio::time::interval(period);
+    interval.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut failing = false;
+    loop {
+        tokio::select! {
+            _ = interval.tick() => {}
+            _ = shutdown.changed() => return,
+        }
+        let now = clock.now_s();
+        let src = source.clone();
+        let read = tokio::task::spawn_blocking(move || match src.lock() {
+            Ok(mut s) => s.read(now),
+            Err(_) => Err(SensorError::NoData),
+        })
+        .await;
+        match read {
+            Ok(Ok(r)) => {
+                if failing {
+                    tracing::info!(sensor = %name, "sensor readings are back");
+                    failing = false;
+                }
+                tx.send_replace(Some(r));
+            }
+            Ok(Err(e)) => {
+                if !failing {
+                    tracing::warn!(sensor = %name, error = %e, "sensor read failed; keeping the last reading, which will go stale");
+                    failing = true;
+                }
+            }
+            Err(e) => tracing::error!(sensor = %name, error = %e, "sensor read task failed"),
+        }
+    }
+}
+
+/// The control loop's state: owned by its task alone.
+struct ControlLoop {
+    controller: Controller,
+    supervisor: Supervisor,
+    setpoints: Setpoints,
+    cfg: Config,
+    clock: Clock,
+    chips: ChipTemperatures,
+    room_rx: watch::Receiver<Option<Reading>>,
+    outdoor_rx: watch::Receiver<Option<Reading>>,
+    truth_rx: Option<watch::Receiver<RoomTruth>>,
+    target_tx: watch::Sender<PowerTarget>,
+    status_tx: watch::Sender<Status>,
+    last_outdoor: Option<f64>,
+}
+
+impl ControlLoop {
+    async fn run(mut self, mut commands: mpsc::Receiver<Command>, mut shutdown: watch::Receiver<bool>) {
+        let tick_s = self.cfg.control.tick_seconds;
+        let mut interval = tokio::time::interval(self.clock.real(tick_s));
+        // A late tick is taken at once and counted as late: the stall detector must see it.
+        interval.set_missed_tick_behavior(MissedTickBehavior::Skip);
+        let log_every = u64::from(self.cfg.control.log_every_ticks.max(self.clock.speed().round() as u32));
+        let mut last_tick: Option<f64> = None;
+        let mut tick: u64 = 0;
+        loop {
+            tokio::select! {
+                _ = interval.tick() => {}
+                Some(cmd) = commands.recv() => { self.handle(cmd); continue; }
+                _ = shutdown.changed() => break,
+            }
+            let now = self.clock.now_s();
+            let since = last_tick.map_or(tick_s, |l| now - l);
+            last_tick = Some(now);
+            let status = self.tick(tick, now, since);
+            if tick % log_every == 0 {
+                tracing::info!(
+                    time = %format_clock(now),
+                    room_celsius = status.room_celsius.map(|c| format!("{c:.2}")).unwrap_or_else(|| "-".into()),
+                    setpoint_celsius = status.setpoint_celsius,
+                    outdoor_celsius = status.outdoor_celsius.map(|c| format!("{c:.1}")).unwrap_or_else(|| "-".into()),
+                    budget_watts = format!("{:.0}", status.budget_watts),
+                    recovering = status.control.recovering,
+                    trips = status.trips.len(),
+                    "tick"
+                );
+            }
+            self.status_tx.send_replace(status);
+            tick += 1;
+        }
+        // Fail cold on the way out.
+        self.target_tx.send_replace(PowerTarget::zero());
+        tracing::info!("control loop stopped; heat budget 0 W");
+    }
+
+    fn handle(&mut self, cmd: Command) {
+        match cmd {
+            Command::SetOverride { manual, reply } => {
+                let r = self.setpoints.set_override(manual);
+                if r.is_ok() {
+                    tracing::info!(?manual, "setpoint override changed");
+                }
+                let _ = reply.send(r);
+            }
+        }
+    }
+
+    fn tick(&mut self, tick: u64, now: f64, since_last_tick_s: f64) -> Status {
+        let tick_s = self.cfg.control.tick_seconds;
+        let room = *self.room_rx.borrow();
+        let outdoor = *self.outdoor_rx.borrow();
+        let stale_after = self.cfg.safety.sensor_stale_after_seconds;
+        if let Some(o) = outdoor.filter(|o| now - o.at_s <= stale_after) {
+            self.last_outdoor = Some(o.celsius);
+        }
+        let verdict = self.supervisor.evaluate(&SafetyInputs {
+            now_s: now,
+            room,
+            chips: self.chips.snapshot(),
+            since_last_tick_s,
+            tick_s,
+        });
+        let plan = self.setpoints.plan(now);
+        let mut control = ControlOutput::default();
+        let budget = match (verdict.tripped, room, self.last_outdoor) {
+            (false, Some(r), Some(out)) => {
+                control = self.controller.step(&ControlInput {
+                    now_s: now,
+                    dt_s: since_last_tick_s,
+                    room_celsius: r.celsius,
+                    outdoor_celsius: out,
+                    plan,
+                });
+                control.budget_watts
+            }
+            _ => {
+                // Tripped (or no outdoor value yet): cold, and start afresh when it clears.
+                self.controller.reset();
+                0.0
+            }
+        };
+        self.target_tx.send_replace(PowerTarget {
+            watts: budget,
+            issued_at_s: now,
+            valid_until_s: now + f64::from(self.cfg.safety.deadman_ticks) * tick_s,
+        });
+        let next: Option<NextSetpoint> = plan.next;
+        Status {
+            tick,
+            at_s: now,
+            room_celsius: room.map(|r| r.celsius),
+            room_reading_age_s: room.map(|r| now - r.at_s),
+            outdoor_celsius: self.last_outdoor,
+            setpoint_celsius: plan.celsius,
+            next_setpoint_celsius: next.map(|n| n.celsius),
+            next_setpoint_at_s: next.map(|n| n.at_s),
+            override_active: self.setpoints.active_override(now).is_some(),
+            budget_watts: budget,
+            control,
+            model: Some(self.controller.model()),
+            model_estimated: self.controller.model_is_estimated(),
+            trips: verdict.trips,
+            simulated_room_celsius: self.truth_rx.as_ref().map(|t| t.borrow().room_celsius),
+        }
+    }
+}
