@@ -140,6 +140,10 @@ pub struct Verdict {
 pub struct Supervisor {
     cfg: SafetyConfig,
     latched: BTreeMap<TripKind, Trip>,
+    /// When the first tick was evaluated: a sensor gets `sensor_stale_after` to deliver its first
+    /// reading before its absence trips (the budget is 0 W meanwhile, as there is nothing to
+    /// control on).
+    started_at_s: Option<f64>,
 }
 
 impl Supervisor {
@@ -148,14 +152,23 @@ impl Supervisor {
         Self {
             cfg,
             latched: BTreeMap::new(),
+            started_at_s: None,
         }
     }
 
     /// The conditions present now, with reasons.
-    fn conditions(&self, inp: &SafetyInputs) -> Vec<(TripKind, String)> {
+    fn conditions(&mut self, inp: &SafetyInputs) -> Vec<(TripKind, String)> {
         let mut found = Vec::new();
+        let started = *self.started_at_s.get_or_insert(inp.now_s);
         match inp.room {
-            None => found.push((TripKind::SensorStale, "no room reading yet".to_string())),
+            None if inp.now_s - started <= self.cfg.sensor_stale_after_seconds => {}
+            None => found.push((
+                TripKind::SensorStale,
+                format!(
+                    "no room reading in the {} s since start",
+                    self.cfg.sensor_stale_after_seconds
+                ),
+            )),
             Some(r) => {
                 let age = inp.now_s - r.at_s;
                 if age > self.cfg.sensor_stale_after_seconds {
@@ -269,11 +282,13 @@ mod tests {
     }
 
     #[test]
-    fn missing_sensor_trips_on_the_first_tick() {
-        let mut s = Supervisor::new(SafetyConfig::default());
-        let v = s.evaluate(&inputs(0.0, None));
-        assert!(v.tripped);
-        assert_eq!(v.trips[0].kind, TripKind::SensorStale);
+    fn missing_sensor_trips_once_the_start_grace_is_over() {
+        let cfg = SafetyConfig::default();
+        let mut s = Supervisor::new(cfg.clone());
+        let v = run(&mut s, 100, |t| inputs(t, None));
+        let first = v.iter().position(|v| v.tripped).unwrap() as f64;
+        assert_eq!(first, cfg.sensor_stale_after_seconds + 1.0);
+        assert_eq!(v[first as usize].trips[0].kind, TripKind::SensorStale);
     }
 
     #[test]
