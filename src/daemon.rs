@@ -385,10 +385,10 @@ impl ControlLoop {
             if tick % log_every == 0 {
                 tracing::info!(
                     time = %format_clock(now),
-                    room_celsius = status.room_celsius.map(|c| format!("{c:.2}")).unwrap_or_else(|| "-".into()),
+                    room_celsius = %status.room_celsius.map(|c| format!("{c:.2}")).unwrap_or_else(|| "-".into()),
                     setpoint_celsius = status.setpoint_celsius,
-                    outdoor_celsius = status.outdoor_celsius.map(|c| format!("{c:.1}")).unwrap_or_else(|| "-".into()),
-                    budget_watts = format!("{:.0}", status.budget_watts),
+                    outdoor_celsius = %status.outdoor_celsius.map(|c| format!("{c:.1}")).unwrap_or_else(|| "-".into()),
+                    budget_watts = %format!("{:.0}", status.budget_watts),
                     recovering = status.control.recovering,
                     trips = status.trips.len(),
                     "tick"
