@@ -18,7 +18,8 @@ impl Clock {
     /// A clock that starts at the current local time of day, running `speed` times real time.
     pub fn local(speed: f64) -> Self {
         let now = Local::now();
-        let offset = f64::from(now.num_seconds_from_midnight()) + f64::from(now.nanosecond()) * 1e-9;
+        let offset =
+            f64::from(now.num_seconds_from_midnight()) + f64::from(now.nanosecond()) * 1e-9;
         Self::starting_at(offset, now.weekday().num_days_from_monday() as u8, speed)
     }
 
@@ -58,6 +59,10 @@ impl Clock {
 pub fn format_clock(t_s: f64) -> String {
     let day = (t_s / 86_400.0).floor();
     let tod = t_s - day * 86_400.0;
-    let (h, m, s) = ((tod / 3600.0) as u32, ((tod % 3600.0) / 60.0) as u32, (tod % 60.0) as u32);
+    let (h, m, s) = (
+        (tod / 3600.0) as u32,
+        ((tod % 3600.0) / 60.0) as u32,
+        (tod % 60.0) as u32,
+    );
     format!("day {} {h:02}:{m:02}:{s:02}", day as i64 + 1)
 }

@@ -246,7 +246,9 @@ pub fn set_path(root: &mut toml::Table, path: &[String], raw: &str) -> Result<()
             .ok_or_else(|| format!("`{}` is not a section", parents[..=i].join(".")))?;
     }
     let value = match format!("v = {raw}").parse::<toml::Table>() {
-        Ok(mut t) => t.remove("v").unwrap_or_else(|| toml::Value::String(raw.into())),
+        Ok(mut t) => t
+            .remove("v")
+            .unwrap_or_else(|| toml::Value::String(raw.into())),
         Err(_) => toml::Value::String(raw.into()),
     };
     table.insert(last.clone(), value);
@@ -281,10 +283,12 @@ impl Config {
                     path: p.display().to_string(),
                     source,
                 })?;
-                let table = text.parse::<toml::Table>().map_err(|e| ConfigError::Parse {
-                    origin: p.display().to_string(),
-                    msg: e.to_string(),
-                })?;
+                let table = text
+                    .parse::<toml::Table>()
+                    .map_err(|e| ConfigError::Parse {
+                        origin: p.display().to_string(),
+                        msg: e.to_string(),
+                    })?;
                 let dir = p.parent().map(Path::to_path_buf).unwrap_or_default();
                 (table, p.display().to_string(), dir)
             }
@@ -310,12 +314,13 @@ impl Config {
         } else {
             origin
         };
-        let mut cfg: Config = toml::Value::Table(table)
-            .try_into()
-            .map_err(|e: toml::de::Error| ConfigError::Parse {
-                origin,
-                msg: e.to_string(),
-            })?;
+        let mut cfg: Config =
+            toml::Value::Table(table)
+                .try_into()
+                .map_err(|e: toml::de::Error| ConfigError::Parse {
+                    origin,
+                    msg: e.to_string(),
+                })?;
         cfg.simulation.outdoor.load(&base_dir)?;
         cfg.validate()?;
         Ok(cfg)
@@ -355,7 +360,10 @@ impl Config {
         let c = &self.control;
         positive("control.tick_seconds", c.tick_seconds)?;
         if c.tick_seconds > 60.0 {
-            return bad("control.tick_seconds", format!("must be at most 60 s, got {}", c.tick_seconds));
+            return bad(
+                "control.tick_seconds",
+                format!("must be at most 60 s, got {}", c.tick_seconds),
+            );
         }
         if c.log_every_ticks == 0 {
             return bad("control.log_every_ticks", "must be at least 1".into());
@@ -366,7 +374,10 @@ impl Config {
         if h.max_watts < h.idle_watts {
             return bad(
                 "heater.max_watts",
-                format!("{} W is below heater.idle_watts ({} W)", h.max_watts, h.idle_watts),
+                format!(
+                    "{} W is below heater.idle_watts ({} W)",
+                    h.max_watts, h.idle_watts
+                ),
             );
         }
         for (name, &v) in &self.thermostat.presets {
@@ -388,8 +399,14 @@ impl Config {
         }
         let k = &self.controller;
         positive("controller.closed_loop_seconds", k.closed_loop_seconds)?;
-        non_negative("controller.measurement_filter_seconds", k.measurement_filter_seconds)?;
-        non_negative("controller.recovery_margin_minutes", k.recovery_margin_minutes)?;
+        non_negative(
+            "controller.measurement_filter_seconds",
+            k.measurement_filter_seconds,
+        )?;
+        non_negative(
+            "controller.recovery_margin_minutes",
+            k.recovery_margin_minutes,
+        )?;
         if !(k.recovery_power_fraction > 0.0 && k.recovery_power_fraction <= 1.0) {
             return bad(
                 "controller.recovery_power_fraction",
@@ -397,9 +414,15 @@ impl Config {
             );
         }
         positive("model.ua_watts_per_kelvin", self.model.ua_watts_per_kelvin)?;
-        positive("model.capacity_joules_per_kelvin", self.model.capacity_joules_per_kelvin)?;
+        positive(
+            "model.capacity_joules_per_kelvin",
+            self.model.capacity_joules_per_kelvin,
+        )?;
         let s = &self.safety;
-        positive("safety.sensor_stale_after_seconds", s.sensor_stale_after_seconds)?;
+        positive(
+            "safety.sensor_stale_after_seconds",
+            s.sensor_stale_after_seconds,
+        )?;
         non_negative("safety.clear_down_seconds", s.clear_down_seconds)?;
         if s.deadman_ticks == 0 {
             return bad("safety.deadman_ticks", "must be at least 1".into());
@@ -420,9 +443,15 @@ impl Config {
                 ),
             );
         }
-        for (key, src) in [("sensors.room", &self.sensors.room), ("sensors.outdoor", &self.sensors.outdoor)] {
+        for (key, src) in [
+            ("sensors.room", &self.sensors.room),
+            ("sensors.outdoor", &self.sensors.outdoor),
+        ] {
             match src {
-                SourceConfig::Simulated { noise_celsius, quantum_celsius } => {
+                SourceConfig::Simulated {
+                    noise_celsius,
+                    quantum_celsius,
+                } => {
                     non_negative(&format!("{key}.noise_celsius"), *noise_celsius)?;
                     non_negative(&format!("{key}.quantum_celsius"), *quantum_celsius)?;
                 }
@@ -436,26 +465,47 @@ impl Config {
             }
         }
         if matches!(self.sensors.room, SourceConfig::Fixed { .. }) {
-            return bad("sensors.room.kind", "a fixed room temperature cannot be controlled; use simulated or file".into());
+            return bad(
+                "sensors.room.kind",
+                "a fixed room temperature cannot be controlled; use simulated or file".into(),
+            );
         }
         let sim = &self.simulation;
         positive("simulation.speed", sim.speed)?;
         if sim.speed > 1000.0 {
-            return bad("simulation.speed", format!("must be at most 1000, got {}", sim.speed));
+            return bad(
+                "simulation.speed",
+                format!("must be at most 1000, got {}", sim.speed),
+            );
         }
         if c.tick_seconds / sim.speed < 0.001 {
             return bad(
                 "simulation.speed",
-                format!("control.tick_seconds / speed must be at least 1 ms, got {} s", c.tick_seconds / sim.speed),
+                format!(
+                    "control.tick_seconds / speed must be at least 1 ms, got {} s",
+                    c.tick_seconds / sim.speed
+                ),
             );
         }
-        positive("simulation.room.ua_watts_per_kelvin", sim.room.ua_watts_per_kelvin)?;
-        positive("simulation.room.capacity_joules_per_kelvin", sim.room.capacity_joules_per_kelvin)?;
+        positive(
+            "simulation.room.ua_watts_per_kelvin",
+            sim.room.ua_watts_per_kelvin,
+        )?;
+        positive(
+            "simulation.room.capacity_joules_per_kelvin",
+            sim.room.capacity_joules_per_kelvin,
+        )?;
         for (i, d) in sim.disturbances.iter().enumerate() {
             if d.window_seconds().is_none() {
-                return bad(&format!("simulation.disturbances[{i}].at"), format!("{:?} is not HH:MM", d.at));
+                return bad(
+                    &format!("simulation.disturbances[{i}].at"),
+                    format!("{:?} is not HH:MM", d.at),
+                );
             }
-            positive(&format!("simulation.disturbances[{i}].ua_factor"), d.ua_factor)?;
+            positive(
+                &format!("simulation.disturbances[{i}].ua_factor"),
+                d.ua_factor,
+            )?;
         }
         Ok(())
     }
@@ -472,7 +522,10 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect()
     }
 
     fn err_of(toml_text: &str) -> String {
@@ -522,13 +575,24 @@ mod tests {
     #[test]
     fn validation_errors_name_the_key() {
         let e = err_of("[thermostat.presets]\ncomfort = 35.0\neco = 18.0\naway = 15.0\n");
-        assert!(e.contains("thermostat.presets.comfort") && e.contains("between 5 and 30"), "{e}");
+        assert!(
+            e.contains("thermostat.presets.comfort") && e.contains("between 5 and 30"),
+            "{e}"
+        );
         let e = err_of("[heater]\nidle_watts = -5.0\n");
-        assert!(e.contains("heater.idle_watts") && e.contains("negative"), "{e}");
+        assert!(
+            e.contains("heater.idle_watts") && e.contains("negative"),
+            "{e}"
+        );
         let e = err_of("[heater]\nidle_watts = 300.0\nmax_watts = 200.0\n");
         assert!(e.contains("heater.max_watts") && e.contains("below"), "{e}");
-        let e = err_of("[[thermostat.program]]\nfrom = \"06:00\"\nto = \"25:00\"\npreset = \"comfort\"\n");
-        assert!(e.contains("thermostat.program[0]") && e.contains("25:00"), "{e}");
+        let e = err_of(
+            "[[thermostat.program]]\nfrom = \"06:00\"\nto = \"25:00\"\npreset = \"comfort\"\n",
+        );
+        assert!(
+            e.contains("thermostat.program[0]") && e.contains("25:00"),
+            "{e}"
+        );
         let e = err_of("[control]\ntick_seconds = 0\n");
         assert!(e.contains("control.tick_seconds"), "{e}");
         let e = err_of("[safety]\nroom_mx_celsius = 20\n");

@@ -228,7 +228,12 @@ pub fn spawn(cfg: Config, clock: Clock) -> Result<DaemonHandle, DaemonError> {
         .enumerate()
     {
         let (tx, rx) = watch::channel(None);
-        if let Some(src) = source_for(src_cfg, truth_rx.as_ref(), cfg.simulation.seed + i as u64, outdoor) {
+        if let Some(src) = source_for(
+            src_cfg,
+            truth_rx.as_ref(),
+            cfg.simulation.seed + i as u64,
+            outdoor,
+        ) {
             let shared: SharedSource = Arc::new(Mutex::new(src));
             tasks.push(tokio::spawn(sensor_task(
                 shared,
@@ -364,12 +369,21 @@ struct ControlLoop {
 }
 
 impl ControlLoop {
-    async fn run(mut self, mut commands: mpsc::Receiver<Command>, mut shutdown: watch::Receiver<bool>) {
+    async fn run(
+        mut self,
+        mut commands: mpsc::Receiver<Command>,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
         let tick_s = self.cfg.control.tick_seconds;
         let mut interval = tokio::time::interval(self.clock.real(tick_s));
         // A late tick is taken at once and counted as late: the stall detector must see it.
         interval.set_missed_tick_behavior(MissedTickBehavior::Skip);
-        let log_every = u64::from(self.cfg.control.log_every_ticks.max(self.clock.speed().round() as u32));
+        let log_every = u64::from(
+            self.cfg
+                .control
+                .log_every_ticks
+                .max(self.clock.speed().round() as u32),
+        );
         let mut last_tick: Option<f64> = None;
         let mut tick: u64 = 0;
         loop {
@@ -382,7 +396,7 @@ impl ControlLoop {
             let since = last_tick.map_or(tick_s, |l| now - l);
             last_tick = Some(now);
             let status = self.tick(tick, now, since);
-            if tick % log_every == 0 {
+            if tick.is_multiple_of(log_every) {
                 tracing::info!(
                     time = %format_clock(now),
                     room_celsius = %status.room_celsius.map(|c| format!("{c:.2}")).unwrap_or_else(|| "-".into()),

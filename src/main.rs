@@ -118,12 +118,22 @@ fn serve(config: Option<&Path>, sim_speed: Option<f64>) -> Result<()> {
         cfg.simulation.speed = speed;
         cfg.validate().context("--sim-speed")?;
     }
-    let speed = if cfg.uses_simulated_room() { cfg.simulation.speed } else { 1.0 };
+    let speed = if cfg.uses_simulated_room() {
+        cfg.simulation.speed
+    } else {
+        1.0
+    };
     let rt = tokio::runtime::Runtime::new().context("starting the tokio runtime")?;
     rt.block_on(async move {
         tracing::info!(
-            config = config.map(|p| p.display().to_string()).unwrap_or_else(|| "built-in defaults".into()),
-            room = if cfg.uses_simulated_room() { "simulated" } else { "sensor" },
+            config = config
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|| "built-in defaults".into()),
+            room = if cfg.uses_simulated_room() {
+                "simulated"
+            } else {
+                "sensor"
+            },
             speed,
             max_watts = cfg.heater.max_watts,
             "hearth starting"
@@ -164,7 +174,7 @@ fn load_scenario(args: &SimulateArgs) -> Result<Scenario> {
         sets.push(format!("hours={h}"));
     }
     if let Some(r) = args.r {
-        if !(r > 0.0) {
+        if !(r.is_finite() && r > 0.0) {
             bail!("--r must be a positive resistance in K/W, got {r}");
         }
         sets.push(format!("room.ua_watts_per_kelvin={}", 1.0 / r));
@@ -180,9 +190,7 @@ fn load_scenario(args: &SimulateArgs) -> Result<Scenario> {
     }
     sets.extend(args.sets.iter().cloned());
     apply_assignments(&mut table, &sets)?;
-    let mut scenario: Scenario = toml::Value::Table(table)
-        .try_into()
-        .context("scenario")?;
+    let mut scenario: Scenario = toml::Value::Table(table).try_into().context("scenario")?;
     scenario.outdoor.load(&base)?;
     scenario.compile_schedule()?;
     Ok(scenario)
@@ -237,7 +245,10 @@ fn print_table(s: &Scenario, h: &RunResult, b: &RunResult) {
         s.seed
     );
     println!("KPIs on the true room temperature\n");
-    println!("{:<34}{:>12}{:>12}{:>14}", "KPI", h.trace.name, b.trace.name, "hearth/base");
+    println!(
+        "{:<34}{:>12}{:>12}{:>14}",
+        "KPI", h.trace.name, b.trace.name, "hearth/base"
+    );
     let row = |name: &str, x: f64, y: f64, prec: usize, show_ratio: bool| {
         let r = match ratio(x, y) {
             Some(r) if show_ratio => format!("{:.1} %", 100.0 * r),
@@ -246,10 +257,40 @@ fn print_table(s: &Scenario, h: &RunResult, b: &RunResult) {
         println!("{name:<34}{x:>12.prec$}{y:>12.prec$}{r:>14}");
     };
     let (hk, bk) = (&h.kpis, &b.kpis);
-    row("RMS error over holds (°C)", hk.rms_error_celsius, bk.rms_error_celsius, 3, true);
-    row("max overshoot in holds (°C)", hk.max_overshoot_celsius, bk.max_overshoot_celsius, 3, false);
-    row("thermal discomfort (K·h)", hk.discomfort_kelvin_hours, bk.discomfort_kelvin_hours, 3, true);
+    row(
+        "RMS error over holds (°C)",
+        hk.rms_error_celsius,
+        bk.rms_error_celsius,
+        3,
+        true,
+    );
+    row(
+        "max overshoot in holds (°C)",
+        hk.max_overshoot_celsius,
+        bk.max_overshoot_celsius,
+        3,
+        false,
+    );
+    row(
+        "thermal discomfort (K·h)",
+        hk.discomfort_kelvin_hours,
+        bk.discomfort_kelvin_hours,
+        3,
+        true,
+    );
     row("energy (kWh)", hk.energy_kwh, bk.energy_kwh, 2, true);
-    row("actuator travel Σ|ΔP| (kW)", hk.actuator_travel_kw, bk.actuator_travel_kw, 1, true);
-    row("time in hold periods (h)", hk.hold_hours, bk.hold_hours, 2, false);
+    row(
+        "actuator travel Σ|ΔP| (kW)",
+        hk.actuator_travel_kw,
+        bk.actuator_travel_kw,
+        1,
+        true,
+    );
+    row(
+        "time in hold periods (h)",
+        hk.hold_hours,
+        bk.hold_hours,
+        2,
+        false,
+    );
 }

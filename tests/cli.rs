@@ -24,7 +24,8 @@ fn serve_logs_budget_and_room_and_stops_cleanly_on_sigterm() {
     for line in lines.by_ref() {
         let line = line.unwrap();
         seen.push(line.clone());
-        if line.contains("tick") && line.contains("budget_watts") && line.contains("room_celsius=") {
+        if line.contains("tick") && line.contains("budget_watts") && line.contains("room_celsius=")
+        {
             if !line.contains("room_celsius=-") {
                 ticks += 1;
             }
@@ -42,7 +43,10 @@ fn serve_logs_budget_and_room_and_stops_cleanly_on_sigterm() {
     let rest: Vec<String> = lines.map_while(Result::ok).collect();
     let status = child.wait().unwrap();
     assert!(status.success(), "exit {status:?}; log {rest:#?}");
-    assert!(rest.iter().any(|l| l.contains("heat budget 0 W")), "{rest:#?}");
+    assert!(
+        rest.iter().any(|l| l.contains("heat budget 0 W")),
+        "{rest:#?}"
+    );
 }
 
 #[test]
@@ -57,7 +61,11 @@ fn print_default_is_a_valid_config() {
         .arg(&path)
         .output()
         .unwrap();
-    assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stderr));
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
 }
 
 #[test]
@@ -65,7 +73,11 @@ fn invalid_config_fails_with_the_key_named() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("hearth.toml");
     std::fs::write(&path, "[heater]\nmax_watts = 10.0\nidle_watts = 50.0\n").unwrap();
-    let out = hearth().args(["serve", "--config"]).arg(&path).output().unwrap();
+    let out = hearth()
+        .args(["serve", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("heater.max_watts"), "{err}");
@@ -84,11 +96,17 @@ fn simulate_prints_json_kpis_for_both_controllers_and_plots() {
     let dir = tempfile::tempdir().unwrap();
     let png = dir.path().join("run.png");
     let out = hearth()
-        .args(["simulate", "--hours", "24", "--json", "--set", "seed=3", "--plot"])
+        .args([
+            "simulate", "--hours", "24", "--json", "--set", "seed=3", "--plot",
+        ])
         .arg(&png)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let names: Vec<&str> = v["controllers"]
         .as_array()
@@ -117,7 +135,10 @@ fn simulate_rejects_bad_parameters_clearly() {
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("bogus"));
-    let out = hearth().args(["simulate", "--plot", "x.gif"]).output().unwrap();
+    let out = hearth()
+        .args(["simulate", "--plot", "x.gif"])
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains(".svg or .png"));
 }

@@ -186,7 +186,11 @@ async fn stalled_control_loop_leaves_engines_cold_and_trips() {
 
     // Block the runtime for 10 ticks: no target can be published.
     std::thread::sleep(Duration::from_secs_f64(10.0 * cfg.control.tick_seconds));
-    assert_eq!(engine.watts_at(clock.now_s()), 0.0, "dead-man must void the old target");
+    assert_eq!(
+        engine.watts_at(clock.now_s()),
+        0.0,
+        "dead-man must void the old target"
+    );
 
     // When the loop runs again it sees its own stall, latches the trip and stays cold.
     let s = tokio::time::timeout(

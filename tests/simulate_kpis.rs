@@ -8,7 +8,11 @@ fn default_scenario_meets_the_comfort_goals() {
     let (h, b) = (hearth.kpis, baseline.kpis);
     println!("hearth   {h:?}\nbaseline {b:?}");
     assert!(h.rms_error_celsius <= 0.1, "rms {}", h.rms_error_celsius);
-    assert!(h.max_overshoot_celsius <= 0.3, "overshoot {}", h.max_overshoot_celsius);
+    assert!(
+        h.max_overshoot_celsius <= 0.3,
+        "overshoot {}",
+        h.max_overshoot_celsius
+    );
     assert!(
         h.discomfort_kelvin_hours <= 0.25 * b.discomfort_kelvin_hours,
         "discomfort {} vs baseline {}",
@@ -101,7 +105,8 @@ fn sweep_with_window_recovers_without_overshoot() {
         );
         // Outdoor temperature at 10:00 on the default profile.
         let outdoor = s.outdoor.celsius_at(10.0 * 3600.0);
-        let holds_open_window = s.max_power_watts >= 4.0 * s.room.ua_watts_per_kelvin * (21.0 - outdoor);
+        let holds_open_window =
+            s.max_power_watts >= 4.0 * s.room.ua_watts_per_kelvin * (21.0 - outdoor);
         if h.max_overshoot_celsius > 0.3
             || h.discomfort_kelvin_hours > b.discomfort_kelvin_hours
             || (holds_open_window && h.rms_error_celsius > 0.1)

@@ -75,7 +75,11 @@ pub fn plot(path: &Path, title: &str, traces: &[&Trace]) -> Result<(), PlotError
 }
 
 fn decimate(trace: &Trace, values: &[f64]) -> Vec<(f64, f64)> {
-    let dt = trace.t_s.get(1).map_or(1.0, |t1| t1 - trace.t_s[0]).max(1e-9);
+    let dt = trace
+        .t_s
+        .get(1)
+        .map_or(1.0, |t1| t1 - trace.t_s[0])
+        .max(1e-9);
     let every = ((PLOT_STEP_SECONDS / dt).round() as usize).max(1);
     trace
         .t_s
@@ -100,9 +104,7 @@ fn draw<DB: DrawingBackend>(
 ) -> Result<(), String> {
     let e = |x: DrawingAreaErrorKind<DB::ErrorType>| x.to_string();
     root.fill(&WHITE).map_err(e)?;
-    let root = root
-        .titled(title, ("sans-serif", 24))
-        .map_err(e)?;
+    let root = root.titled(title, ("sans-serif", 24)).map_err(e)?;
     let (top, bottom) = root.split_vertically((62).percent());
     let hours = traces
         .iter()
@@ -136,10 +138,13 @@ fn draw<DB: DrawingBackend>(
     }
     for (i, t) in traces.iter().enumerate() {
         let c = COLOURS[i % COLOURS.len()];
-        temp.draw_series(LineSeries::new(decimate(t, &t.room_celsius), c.stroke_width(2)))
-            .map_err(e)?
-            .label(format!("{} room", t.name))
-            .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], c.stroke_width(2)));
+        temp.draw_series(LineSeries::new(
+            decimate(t, &t.room_celsius),
+            c.stroke_width(2),
+        ))
+        .map_err(e)?
+        .label(format!("{} room", t.name))
+        .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], c.stroke_width(2)));
     }
     temp.configure_series_labels()
         .background_style(WHITE.mix(0.85))
@@ -167,7 +172,10 @@ fn draw<DB: DrawingBackend>(
     for (i, t) in traces.iter().enumerate() {
         let c = COLOURS[i % COLOURS.len()];
         power
-            .draw_series(LineSeries::new(decimate(t, &t.power_watts), c.stroke_width(1)))
+            .draw_series(LineSeries::new(
+                decimate(t, &t.power_watts),
+                c.stroke_width(1),
+            ))
             .map_err(e)?
             .label(format!("{} power", t.name))
             .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], c.stroke_width(2)));

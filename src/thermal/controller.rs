@@ -213,7 +213,14 @@ impl Controller {
     /// The heat a rise is planned with: the recovery fraction of max power, or more when that
     /// would arrive late: then just enough to arrive `recovery_margin_minutes` before the
     /// deadline. Continuous in its inputs, so noise cannot make it flicker.
-    fn ramp_power(&self, from: f64, to: f64, t_out: f64, deadline: Option<f64>, m: &RoomModel) -> f64 {
+    fn ramp_power(
+        &self,
+        from: f64,
+        to: f64,
+        t_out: f64,
+        deadline: Option<f64>,
+        m: &RoomModel,
+    ) -> f64 {
         let nominal = self.cfg.recovery_power_fraction * self.max_power_watts;
         let pmax = self.max_power_watts;
         match deadline {
@@ -299,7 +306,11 @@ mod tests {
             if k == 300 {
                 // A 3 K step times Kp would ask for ~10 kW; instead the reference starts a ramp
                 // whose feed-forward is the planned recovery power, well below max.
-                assert!(out.budget_watts <= 0.8 * 1200.0 + 1.0, "kick: {}", out.budget_watts);
+                assert!(
+                    out.budget_watts <= 0.8 * 1200.0 + 1.0,
+                    "kick: {}",
+                    out.budget_watts
+                );
             } else if k > 0 {
                 assert!((out.budget_watts - last).abs() < 5.0, "jump at tick {k}");
             }
@@ -359,7 +370,14 @@ mod tests {
         let started = started.expect("recovery started");
         // Starts ahead of the last possible moment by the margin (15 min + 10 %), no more.
         let lead = latest - started;
-        assert!(lead > 0.0 && lead < 900.0 + 0.1 * needed + 60.0, "lead {lead} s");
-        assert!(room.air_celsius() > 20.9, "arrived at {}", room.air_celsius());
+        assert!(
+            lead > 0.0 && lead < 900.0 + 0.1 * needed + 60.0,
+            "lead {lead} s"
+        );
+        assert!(
+            room.air_celsius() > 20.9,
+            "arrived at {}",
+            room.air_celsius()
+        );
     }
 }

@@ -148,7 +148,7 @@ impl ModelEstimator {
 
     /// Records `dt` seconds of room and outdoor temperature under `watts` of heat.
     pub fn observe(&mut self, dt: f64, room: f64, outdoor: f64, watts: f64) {
-        if !self.online || !(room.is_finite() && outdoor.is_finite() && watts.is_finite()) {
+        if !(self.online && room.is_finite() && outdoor.is_finite() && watts.is_finite()) {
             return;
         }
         self.current.add(dt, room, outdoor, watts);
@@ -229,7 +229,11 @@ mod tests {
             let t = f64::from(k);
             // A day/night programme gives the excitation a thermostat sees anyway.
             let hour = (t / 3600.0) % 24.0;
-            let watts = if (6.0..22.0).contains(&hour) { 1400.0 } else { 300.0 };
+            let watts = if (6.0..22.0).contains(&hour) {
+                1400.0
+            } else {
+                300.0
+            };
             let reading = room.air_celsius() + rng.random_range(-0.08..0.08);
             est.observe(1.0, reading, outdoor.celsius_at(t), watts);
             room.step(1.0, watts, outdoor.celsius_at(t), 1.0);
@@ -237,6 +241,9 @@ mod tests {
         assert!(est.is_estimated());
         let m = est.model();
         assert!((m.ua_watts_per_kelvin / 50.0 - 1.0).abs() < 0.1, "{m:?}");
-        assert!((m.capacity_joules_per_kelvin / 5e6 - 1.0).abs() < 0.15, "{m:?}");
+        assert!(
+            (m.capacity_joules_per_kelvin / 5e6 - 1.0).abs() < 0.15,
+            "{m:?}"
+        );
     }
 }

@@ -322,11 +322,17 @@ mod tests {
         assert!(v.trips[0].reason.contains("27.20"));
         // Below the limit for 200 s, back above once, then below: clear-down restarts.
         for k in 1..200 {
-            assert!(s.evaluate(&inputs(f64::from(k), reading(26.0, f64::from(k)))).tripped);
+            assert!(
+                s.evaluate(&inputs(f64::from(k), reading(26.0, f64::from(k))))
+                    .tripped
+            );
         }
         assert!(s.evaluate(&inputs(200.0, reading(27.5, 200.0))).tripped);
         for k in 201..500 {
-            assert!(s.evaluate(&inputs(f64::from(k), reading(26.0, f64::from(k)))).tripped);
+            assert!(
+                s.evaluate(&inputs(f64::from(k), reading(26.0, f64::from(k))))
+                    .tripped
+            );
         }
         assert!(!s.evaluate(&inputs(501.0, reading(26.0, 501.0))).tripped);
     }

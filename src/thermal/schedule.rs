@@ -199,9 +199,7 @@ impl Schedule {
             .programs
             .iter()
             .enumerate()
-            .map(|(i, p)| {
-                Self::compile(cfg, p).map_err(|e| ScheduleError::Program(i, Box::new(e)))
-            })
+            .map(|(i, p)| Self::compile(cfg, p).map_err(|e| ScheduleError::Program(i, Box::new(e))))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Self {
             programs,
@@ -429,7 +427,10 @@ mod tests {
 
     #[test]
     fn bad_inputs_are_named() {
-        assert_eq!(parse_time_of_day("25:00"), Err(ScheduleError::BadTime("25:00".into())));
+        assert_eq!(
+            parse_time_of_day("25:00"),
+            Err(ScheduleError::BadTime("25:00".into()))
+        );
         assert!(parse_days("funday").is_err());
         assert_eq!(parse_days("fri-mon").unwrap(), 0b111_0001);
     }

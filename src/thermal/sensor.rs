@@ -61,7 +61,9 @@ impl SensorNoise {
     /// Noise of standard deviation `sigma` and rounding to `quantum` (0 = none), seeded.
     pub fn new(sigma: f64, quantum: f64, seed: u64) -> Self {
         Self {
-            normal: (sigma > 0.0).then(|| Normal::new(0.0, sigma)).and_then(Result::ok),
+            normal: (sigma > 0.0)
+                .then(|| Normal::new(0.0, sigma))
+                .and_then(Result::ok),
             quantum,
             rng: StdRng::seed_from_u64(seed),
         }
@@ -189,8 +191,8 @@ impl TemperatureSource for FileSource {
             path: path.clone(),
             source,
         })?;
-        let celsius = parse_sensor_text(&text, self.unit)
-            .map_err(|msg| SensorError::Parse { path, msg })?;
+        let celsius =
+            parse_sensor_text(&text, self.unit).map_err(|msg| SensorError::Parse { path, msg })?;
         Ok(Reading {
             celsius,
             at_s: now_s,
@@ -204,8 +206,14 @@ mod tests {
 
     #[test]
     fn parses_each_unit() {
-        assert_eq!(parse_sensor_text("21.5\n", FileUnit::Celsius).unwrap(), 21.5);
-        assert_eq!(parse_sensor_text("21437\n", FileUnit::Millicelsius).unwrap(), 21.437);
+        assert_eq!(
+            parse_sensor_text("21.5\n", FileUnit::Celsius).unwrap(),
+            21.5
+        );
+        assert_eq!(
+            parse_sensor_text("21437\n", FileUnit::Millicelsius).unwrap(),
+            21.437
+        );
         let w1 = "72 01 4b 46 7f ff 0e 10 57 : crc=57 YES\n72 01 4b 46 7f ff 0e 10 57 t=23125\n";
         assert_eq!(parse_sensor_text(w1, FileUnit::W1Slave).unwrap(), 23.125);
     }
