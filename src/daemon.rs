@@ -28,7 +28,8 @@ use crate::thermal::room::{ua_factor_at, Room};
 use crate::thermal::safety::{ChipTemperatures, SafetyInputs, Supervisor, Trip};
 use crate::thermal::schedule::{NextSetpoint, Override, Schedule, ScheduleError, Setpoints};
 use crate::thermal::sensor::{
-    FileSource, Reading, RoomTruth, SensorError, SensorNoise, SimulatedSource, TemperatureSource,
+    FileSource, FixedSource, Reading, RoomTruth, SensorError, SensorNoise, SimulatedPoint,
+    SimulatedSource, TemperatureSource,
 };
 
 /// The daemon could not start.
@@ -143,48 +144,15 @@ fn source_for(
         } => {
             let truth = truth?.clone();
             let noise = SensorNoise::new(*noise_celsius, *quantum_celsius, seed);
-            Some(if outdoor {
-                Box::new(SimulatedOutdoor { truth, noise })
+            let point = if outdoor {
+                SimulatedPoint::Outdoor
             } else {
-                Box::new(SimulatedSource::new(truth, noise))
-            })
+                SimulatedPoint::Room
+            };
+            Some(Box::new(SimulatedSource::new(truth, point, noise)))
         }
         SourceConfig::File { path, unit } => Some(Box::new(FileSource::new(path.clone(), *unit))),
         SourceConfig::Fixed { celsius } => Some(Box::new(FixedSource(*celsius))),
-    }
-}
-
-/// The simulated outdoor temperature.
-struct SimulatedOutdoor {
-    truth: watch::Receiver<RoomTruth>,
-    noise: SensorNoise,
-}
-
-impl TemperatureSource for SimulatedOutdoor {
-    fn name(&self) -> String {
-        "simulated outdoor".into()
-    }
-    fn read(&mut self, _now_s: f64) -> Result<Reading, SensorError> {
-        let t = *self.truth.borrow();
-        Ok(Reading {
-            celsius: self.noise.apply(t.outdoor_celsius),
-            at_s: t.at_s,
-        })
-    }
-}
-
-/// A constant temperature (an outdoor value when there is no outdoor sensor).
-struct FixedSource(f64);
-
-impl TemperatureSource for FixedSource {
-    fn name(&self) -> String {
-        format!("fixed {} °C", self.0)
-    }
-    fn read(&mut self, now_s: f64) -> Result<Reading, SensorError> {
-        Ok(Reading {
-            celsius: self.0,
-            at_s: now_s,
-        })
     }
 }
 

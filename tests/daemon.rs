@@ -24,6 +24,17 @@ fn tripped(s: &Status, kind: TripKind) -> bool {
     s.trips.iter().any(|t| t.kind == kind)
 }
 
+/// The default config with a file room sensor and a fixed outdoor temperature.
+fn file_sensor_config(path: &std::path::Path, unit: FileUnit) -> Config {
+    let mut cfg = Config::default();
+    cfg.sensors.room = SourceConfig::File {
+        path: path.to_path_buf(),
+        unit,
+    };
+    cfg.sensors.outdoor = SourceConfig::Fixed { celsius: 5.0 };
+    cfg
+}
+
 async fn advance(seconds: f64) {
     tokio::time::sleep(Duration::from_secs_f64(seconds)).await;
 }
@@ -82,12 +93,7 @@ async fn stale_sensor_forces_zero_within_one_tick_and_clears_after_clear_down() 
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("temp");
     std::fs::write(&path, "19000\n").unwrap();
-    let mut cfg = Config::default();
-    cfg.sensors.room = SourceConfig::File {
-        path: path.clone(),
-        unit: FileUnit::Millicelsius,
-    };
-    cfg.sensors.outdoor = SourceConfig::Fixed { celsius: 5.0 };
+    let cfg = file_sensor_config(&path, FileUnit::Millicelsius);
     let d = spawn(cfg.clone(), noon()).unwrap();
     advance(60.0).await;
     assert!(status(&d).budget_watts > 0.0);
@@ -116,12 +122,7 @@ async fn garbage_in_the_sensor_file_goes_stale_not_hot() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("w1_slave");
     std::fs::write(&path, "aa : crc=57 NO\naa t=19000\n").unwrap();
-    let mut cfg = Config::default();
-    cfg.sensors.room = SourceConfig::File {
-        path,
-        unit: FileUnit::W1Slave,
-    };
-    cfg.sensors.outdoor = SourceConfig::Fixed { celsius: 5.0 };
+    let cfg = file_sensor_config(&path, FileUnit::W1Slave);
     let d = spawn(cfg, noon()).unwrap();
     advance(120.0).await;
     let s = status(&d);

@@ -116,3 +116,34 @@ fn sweep_with_window_recovers_without_overshoot() {
     }
     assert!(failures.is_empty(), "goals missed for {failures:?}");
 }
+
+/// UA and C learned online: from a prior off by 2× either way, after two days of learning the
+/// goals hold as with the true model.
+#[test]
+fn online_estimation_from_a_wrong_prior_meets_the_goals() {
+    for factor in [0.5, 2.0] {
+        let s = Scenario {
+            warmup_hours: 48.0,
+            estimate_from_prior_factor: Some(factor),
+            ..Scenario::default()
+        };
+        let [h, b] = s.run_both().unwrap();
+        let (h, b) = (h.kpis, b.kpis);
+        assert!(
+            h.rms_error_celsius <= 0.1,
+            "×{factor}: rms {}",
+            h.rms_error_celsius
+        );
+        assert!(
+            h.max_overshoot_celsius <= 0.3,
+            "×{factor}: {}",
+            h.max_overshoot_celsius
+        );
+        assert!(
+            h.discomfort_kelvin_hours <= 0.25 * b.discomfort_kelvin_hours,
+            "×{factor}: discomfort {} vs {}",
+            h.discomfort_kelvin_hours,
+            b.discomfort_kelvin_hours
+        );
+    }
+}

@@ -91,29 +91,67 @@ pub struct RoomTruth {
     pub at_s: f64,
 }
 
-/// Reads the simulated room through a noisy, quantised sensor.
+/// Which temperature of the simulated room a sensor reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SimulatedPoint {
+    /// The room air.
+    Room,
+    /// Outdoors.
+    Outdoor,
+}
+
+/// Reads the simulated room (or its outdoor temperature) through a noisy, quantised sensor.
 pub struct SimulatedSource {
     truth: watch::Receiver<RoomTruth>,
+    point: SimulatedPoint,
     noise: SensorNoise,
 }
 
 impl SimulatedSource {
-    /// A sensor on the room whose truth `truth` publishes.
-    pub fn new(truth: watch::Receiver<RoomTruth>, noise: SensorNoise) -> Self {
-        Self { truth, noise }
+    /// A sensor on `point` of the room whose truth `truth` publishes.
+    pub fn new(
+        truth: watch::Receiver<RoomTruth>,
+        point: SimulatedPoint,
+        noise: SensorNoise,
+    ) -> Self {
+        Self {
+            truth,
+            point,
+            noise,
+        }
     }
 }
 
 impl TemperatureSource for SimulatedSource {
     fn name(&self) -> String {
-        "simulated".into()
+        format!("simulated {:?}", self.point).to_lowercase()
     }
 
     fn read(&mut self, _now_s: f64) -> Result<Reading, SensorError> {
         let t = *self.truth.borrow();
+        let celsius = match self.point {
+            SimulatedPoint::Room => t.room_celsius,
+            SimulatedPoint::Outdoor => t.outdoor_celsius,
+        };
         Ok(Reading {
-            celsius: self.noise.apply(t.room_celsius),
+            celsius: self.noise.apply(celsius),
             at_s: t.at_s,
+        })
+    }
+}
+
+/// A constant temperature (an outdoor value when there is no outdoor sensor).
+pub struct FixedSource(pub f64);
+
+impl TemperatureSource for FixedSource {
+    fn name(&self) -> String {
+        format!("fixed {} °C", self.0)
+    }
+
+    fn read(&mut self, now_s: f64) -> Result<Reading, SensorError> {
+        Ok(Reading {
+            celsius: self.0,
+            at_s: now_s,
         })
     }
 }
