@@ -1,0 +1,4 @@
+//! The Bitcoin side: block headers, SHA-256d scan kernels and the (software) ASIC.
+
+pub mod header;
+pub mod sha256d;

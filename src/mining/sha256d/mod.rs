@@ -1,0 +1,208 @@
+//! SHA-256d nonce-scan kernels and their run-time dispatch.
+//!
+//! Every kernel scans a nonce range of one header from the midstate of its first 64 bytes and
+//! returns the *candidates*: nonces whose hash's most significant 32 bits are ≤ the target's. The
+//! dispatcher then checks each candidate against the full 256-bit target with the portable code,
+//! so every kernel gives identical results by construction, and a kernel can exit early on the
+//! top word alone.
+
+mod portable;
+
+use serde::{Deserialize, Serialize};
+use sha2::digest::generic_array::GenericArray;
+use thiserror::Error;
+
+use super::header::{sha256d, Target, HEADER_LEN};
+
+/// The SHA-256 initial state.
+pub const IV: [u32; 8] = [
+    0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19,
+];
+
+/// A scan kernel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Kernel {
+    /// `sha2::compress256`, two compressions per nonce (the baseline).
+    Portable,
+    /// x86 SHA extensions, several nonces interleaved.
+    ShaNi,
+    /// AVX2, 8 nonces per instruction.
+    Avx2,
+    /// AVX-512, 16 nonces per instruction.
+    Avx512,
+}
+
+/// A kernel that cannot run here.
+#[derive(Debug, Error, PartialEq)]
+pub enum ScanError {
+    /// The CPU lacks the kernel's instructions.
+    #[error("kernel {0:?} needs CPU features this machine lacks ({1})")]
+    Unsupported(Kernel, &'static str),
+    /// The range runs past nonce 2^32 − 1.
+    #[error("nonce range {start} + {count} runs past 2^32")]
+    Range {
+        /// First nonce.
+        start: u32,
+        /// Number of nonces.
+        count: u64,
+    },
+}
+
+impl Kernel {
+    /// Every kernel, fastest first.
+    pub const ALL: [Kernel; 4] = [
+        Kernel::Avx512,
+        Kernel::Avx2,
+        Kernel::ShaNi,
+        Kernel::Portable,
+    ];
+
+    /// The kernel's name on the command line and in tables.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kernel::Portable => "portable",
+            Kernel::ShaNi => "sha-ni",
+            Kernel::Avx2 => "avx2",
+            Kernel::Avx512 => "avx512",
+        }
+    }
+
+    fn features(self) -> &'static str {
+        match self {
+            Kernel::Portable => "none",
+            Kernel::ShaNi => "sha, sse4.1",
+            Kernel::Avx2 => "avx2",
+            Kernel::Avx512 => "avx512f, avx512bw",
+        }
+    }
+
+    /// Whether this CPU can run the kernel.
+    pub fn is_supported(self) -> bool {
+        match self {
+            Kernel::Portable => true,
+            #[cfg(target_arch = "x86_64")]
+            Kernel::ShaNi => {
+                std::arch::is_x86_feature_detected!("sha")
+                    && std::arch::is_x86_feature_detected!("sse4.1")
+            }
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx2 => std::arch::is_x86_feature_detected!("avx2"),
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx512 => {
+                std::arch::is_x86_feature_detected!("avx512f")
+                    && std::arch::is_x86_feature_detected!("avx512bw")
+            }
+            #[cfg(not(target_arch = "x86_64"))]
+            _ => false,
+        }
+    }
+
+    /// The kernels this CPU supports, fastest first.
+    pub fn supported() -> Vec<Kernel> {
+        Kernel::ALL
+            .into_iter()
+            .filter(|k| k.is_supported())
+            .collect()
+    }
+
+    /// The fastest kernel this CPU supports.
+    pub fn best() -> Kernel {
+        Kernel::supported()
+            .first()
+            .copied()
+            .unwrap_or(Kernel::Portable)
+    }
+}
+
+/// A header prepared for scanning: the midstate of its first 64 bytes and the three words after.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Prepared {
+    /// The header itself (its nonce field is ignored).
+    pub header: [u8; HEADER_LEN],
+    /// SHA-256 state after the first 64 bytes.
+    pub midstate: [u32; 8],
+    /// Header bytes 64..76 as big-endian words.
+    pub tail: [u32; 3],
+}
+
+impl Prepared {
+    /// Computes the midstate of `header`.
+    pub fn new(header: &[u8; HEADER_LEN]) -> Self {
+        let mut midstate = IV;
+        sha2::compress256(
+            &mut midstate,
+            &[GenericArray::clone_from_slice(&header[..64])],
+        );
+        let word =
+            |i: usize| u32::from_be_bytes([header[i], header[i + 1], header[i + 2], header[i + 3]]);
+        Self {
+            header: *header,
+            midstate,
+            tail: [word(64), word(68), word(72)],
+        }
+    }
+
+    /// The header with `nonce` filled in.
+    pub fn with_nonce(&self, nonce: u32) -> [u8; HEADER_LEN] {
+        let mut h = self.header;
+        h[76..80].copy_from_slice(&nonce.to_le_bytes());
+        h
+    }
+}
+
+/// A nonce whose hash meets the target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Found {
+    /// The nonce.
+    pub nonce: u32,
+    /// Its SHA-256d hash, internal byte order.
+    pub hash: [u8; 32],
+}
+
+/// Runs `kernel`'s candidate filter over a range, appending to `out`.
+pub fn candidates(
+    kernel: Kernel,
+    p: &Prepared,
+    top_target: u32,
+    start: u32,
+    count: u32,
+    out: &mut Vec<u32>,
+) -> Result<(), ScanError> {
+    if u64::from(start) + u64::from(count) > 1 << 32 {
+        return Err(ScanError::Range {
+            start,
+            count: u64::from(count),
+        });
+    }
+    if !kernel.is_supported() {
+        return Err(ScanError::Unsupported(kernel, kernel.features()));
+    }
+    match kernel {
+        Kernel::Portable => portable::scan(&p.midstate, &p.tail, top_target, start, count, out),
+        // The SIMD kernels are added as they land; until then they fall back to nothing here.
+        Kernel::ShaNi | Kernel::Avx2 | Kernel::Avx512 => {
+            portable::scan(&p.midstate, &p.tail, top_target, start, count, out)
+        }
+    }
+    Ok(())
+}
+
+/// Scans `count` nonces from `start` and returns every one whose hash meets `target`.
+pub fn scan(
+    kernel: Kernel,
+    p: &Prepared,
+    target: &Target,
+    start: u32,
+    count: u32,
+) -> Result<Vec<Found>, ScanError> {
+    let mut cands = Vec::new();
+    candidates(kernel, p, target.top_word(), start, count, &mut cands)?;
+    Ok(cands
+        .into_iter()
+        .filter_map(|nonce| {
+            let hash = sha256d(&p.with_nonce(nonce));
+            target.is_met_by(&hash).then_some(Found { nonce, hash })
+        })
+        .collect())
+}
