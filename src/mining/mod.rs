@@ -1,4 +1,5 @@
 //! The Bitcoin side: block headers, SHA-256d scan kernels and the (software) ASIC.
 
+pub mod asic;
 pub mod header;
 pub mod sha256d;
