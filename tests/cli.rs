@@ -142,3 +142,118 @@ fn simulate_rejects_bad_parameters_clearly() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains(".svg or .png"));
 }
+
+const GENESIS: &str = "0100000000000000000000000000000000000000000000000000000000000000000000003ba3edfd7a7b12b27ac72c3e67768f617fc81bc3888a51323a9fb8aa4b1e5e4a29ab5f49ffff001d1dac2b7c";
+
+fn scan_json(args: &[&str]) -> serde_json::Value {
+    let out = hearth()
+        .args(["mine", "scan", "--json"])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn mine_scan_finds_the_genesis_nonce_at_the_headers_own_target() {
+    let v = scan_json(&[
+        "--header",
+        GENESIS,
+        "--start",
+        "0x7c2b0000",
+        "--count",
+        "0x10000",
+    ]);
+    let found = v["found"].as_array().unwrap();
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0]["nonce"], "7c2bac1d");
+    assert_eq!(
+        found[0]["hash"],
+        "000000000019d6689c085ae165831e934ff763ae46a2a6c172b3f1b60a8ce26f"
+    );
+    assert!(found[0]["difficulty"].as_f64().unwrap() > 2536.0);
+}
+
+#[test]
+fn mine_scan_with_every_kernel_and_an_explicit_difficulty() {
+    // The header of the testnet Stratum round trip; its nonce is b2957c02.
+    let header = "02000000f8b6164d19e2f65a2aae448f787fe66d61e57a48c0c6771b1e920b440000000032414daa9ddac879fd2c62839b9ba710a3546363a5f5e22915d90dc3b1699deced864e50afc42a1c00000000";
+    for kernel in hearth::mining::sha256d::Kernel::supported() {
+        let v = scan_json(&[
+            "--header",
+            header,
+            "--start",
+            "0xb2957000",
+            "--count",
+            "4096",
+            "--difficulty",
+            "1",
+            "--kernel",
+            kernel.name(),
+        ]);
+        let nonces: Vec<&str> = v["found"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["nonce"].as_str().unwrap())
+            .collect();
+        assert_eq!(nonces, ["b2957c02"], "{kernel:?}");
+        assert_eq!(
+            v["found"][0]["hash"],
+            "000000002076870fe65a2b6eeed84fa892c0db924f1482243a6247d931dcab32"
+        );
+    }
+}
+
+#[test]
+fn mine_scan_rejects_malformed_input_clearly() {
+    for (args, expect) in [
+        (vec!["--header", &GENESIS[..150]], "80 bytes"),
+        (vec!["--header", "zz"], "not hex"),
+        (vec!["--header", GENESIS, "--difficulty", "0"], "positive"),
+        (vec!["--header", GENESIS, "--difficulty", "-2"], "positive"),
+        (vec!["--header", GENESIS, "--target", "00ff"], "32 bytes"),
+        (
+            vec!["--header", GENESIS, "--start", "0xffffffff", "--count", "2"],
+            "past",
+        ),
+    ] {
+        let out = hearth()
+            .args(["mine", "scan"])
+            .args(&args)
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{args:?} should fail");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(expect), "{args:?}: {err}");
+    }
+}
+
+#[test]
+fn bench_hash_reports_every_supported_kernel_against_portable() {
+    let out = hearth()
+        .args(["bench", "hash", "--seconds", "0.2", "--json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let rows = v.as_array().unwrap();
+    assert_eq!(
+        rows.len(),
+        hearth::mining::sha256d::Kernel::supported().len()
+    );
+    assert_eq!(rows[0]["kernel"], "portable");
+    assert_eq!(rows[0]["ratio_to_portable"], 1.0);
+    assert!(rows
+        .iter()
+        .all(|r| r["mhs_per_thread"].as_f64().unwrap() > 0.0));
+}

@@ -192,6 +192,9 @@ pub struct ChipStats {
     /// When that slice started.
     #[serde(skip)]
     pub last_slice_started: Option<Instant>,
+    /// The latest command seen and when the chip started its first slice under it.
+    #[serde(skip)]
+    pub command_applied: Option<(u64, Instant)>,
 }
 
 /// A snapshot of the ASIC.
@@ -239,6 +242,7 @@ struct ChipState {
     celsius: f64,
     slices: VecDeque<Slice>,
     last_command: u64,
+    applied: Option<(u64, Instant)>,
 }
 
 #[derive(Debug)]
@@ -310,6 +314,7 @@ impl SoftwareAsic {
                         celsius: cfg.ambient_celsius,
                         slices: VecDeque::new(),
                         last_command: 0,
+                        applied: None,
                     })
                 })
                 .collect(),
@@ -406,6 +411,7 @@ impl AsicBackend for SoftwareAsic {
                 }),
                 last_slice_command: c.last_command,
                 last_slice_started: last.map(|s| s.started),
+                command_applied: c.applied,
             });
         }
         let n = cfg.chips as f64;
@@ -469,6 +475,12 @@ fn chip_loop(shared: &Shared, chip: usize) {
             }
             (c.command, c.command_seq, c.work.clone(), c.work_seq)
         };
+        {
+            let mut c = lock(&shared.chips[chip]);
+            if c.applied.is_none_or(|(seq, _)| seq != command_seq) {
+                c.applied = Some((command_seq, started));
+            }
+        }
         if work_seq != seen_work {
             seen_work = work_seq;
             current = work.map(|w| ChipWork::next(shared, chip, w));

@@ -79,6 +79,9 @@ impl Kernel {
 
     /// Whether this CPU can run the kernel.
     pub fn is_supported(self) -> bool {
+        if !matches!(self, Kernel::Portable) {
+            return false;
+        }
         match self {
             Kernel::Portable => true,
             #[cfg(target_arch = "x86_64")]
@@ -180,9 +183,8 @@ pub fn candidates(
     }
     match kernel {
         Kernel::Portable => portable::scan(&p.midstate, &p.tail, top_target, start, count, out),
-        // The SIMD kernels are added as they land; until then they fall back to nothing here.
         Kernel::ShaNi | Kernel::Avx2 | Kernel::Avx512 => {
-            portable::scan(&p.midstate, &p.tail, top_target, start, count, out)
+            return Err(ScanError::Unsupported(kernel, "not built yet"))
         }
     }
     Ok(())
@@ -205,4 +207,102 @@ pub fn scan(
             target.is_met_by(&hash).then_some(Found { nonce, hash })
         })
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mining::header::U256;
+    use rand::{rngs::StdRng, Rng, SeedableRng};
+
+    fn random_header(rng: &mut StdRng) -> Prepared {
+        let mut h = [0u8; HEADER_LEN];
+        rng.fill(&mut h[..]);
+        Prepared::new(&h)
+    }
+
+    fn cands(k: Kernel, p: &Prepared, top: u32, start: u32, count: u32) -> Vec<u32> {
+        let mut out = Vec::new();
+        candidates(k, p, top, start, count, &mut out).unwrap();
+        out
+    }
+
+    #[test]
+    fn every_kernel_agrees_with_portable_on_random_headers_and_targets() {
+        let mut rng = StdRng::seed_from_u64(0x5ea1);
+        for _ in 0..6 {
+            let p = random_header(&mut rng);
+            for top in [0, 0x0000_ffff, 0x1000_0000, rng.random(), u32::MAX] {
+                for count in [0u32, 1, 7, 17, 1000, 4099] {
+                    let start = if rng.random_bool(0.2) {
+                        u32::MAX - count.saturating_sub(1)
+                    } else {
+                        rng.random_range(0..u32::MAX - 5000)
+                    };
+                    let reference = cands(Kernel::Portable, &p, top, start, count);
+                    for k in Kernel::supported() {
+                        assert_eq!(
+                            cands(k, &p, top, start, count),
+                            reference,
+                            "{k:?} top {top:#x} start {start} count {count}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn near_target_edge_is_exact_for_every_kernel() {
+        let mut rng = StdRng::seed_from_u64(7);
+        for _ in 0..20 {
+            let p = random_header(&mut rng);
+            let nonce: u32 = rng.random_range(100..u32::MAX - 100);
+            let hash = sha256d(&p.with_nonce(nonce));
+            let exact = Target(U256::from_le_bytes(&hash));
+            let mut below = exact.0;
+            // One less than the hash: the nonce must no longer qualify.
+            for limb in below.0.iter_mut() {
+                let (v, borrow) = limb.overflowing_sub(1);
+                *limb = v;
+                if !borrow {
+                    break;
+                }
+            }
+            for k in Kernel::supported() {
+                let at = scan(k, &p, &exact, nonce - 50, 100).unwrap();
+                assert!(at.iter().any(|f| f.nonce == nonce), "{k:?} missed the edge");
+                let under = scan(k, &p, &Target(below), nonce - 50, 100).unwrap();
+                assert!(
+                    under.iter().all(|f| f.nonce != nonce),
+                    "{k:?} took hash > target"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn genesis_nonce_is_found_by_every_kernel() {
+        let h: [u8; 80] = hex::decode("0100000000000000000000000000000000000000000000000000000000000000000000003ba3edfd7a7b12b27ac72c3e67768f617fc81bc3888a51323a9fb8aa4b1e5e4a29ab5f49ffff001d1dac2b7c").unwrap().try_into().unwrap();
+        let p = Prepared::new(&h);
+        let target = Target::from_nbits(0x1d00ffff).unwrap();
+        for k in Kernel::supported() {
+            let found = scan(k, &p, &target, 0x7c2b_0000, 0x10000).unwrap();
+            assert_eq!(
+                found.iter().map(|f| f.nonce).collect::<Vec<_>>(),
+                [0x7c2b_ac1d],
+                "{k:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn ranges_past_the_last_nonce_are_rejected() {
+        let p = Prepared::new(&[0; HEADER_LEN]);
+        let mut out = Vec::new();
+        assert!(matches!(
+            candidates(Kernel::Portable, &p, 0, u32::MAX, 2, &mut out),
+            Err(ScanError::Range { .. })
+        ));
+    }
 }

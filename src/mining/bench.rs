@@ -1,0 +1,166 @@
+//! `hearth bench hash` and `hearth bench asic`: hashing speed per kernel and throttle response.
+
+use serde::Serialize;
+use std::time::{Duration, Instant};
+
+use super::asic::{AsicBackend, AsicConfig, AsicError, RateCommand, SoftwareAsic, Work};
+use super::header::{StratumJob, Target};
+use super::sha256d::{candidates, Kernel, Prepared};
+
+/// One kernel's speed.
+#[derive(Debug, Clone, Serialize)]
+pub struct KernelSpeed {
+    /// The kernel.
+    pub kernel: Kernel,
+    /// Threads used.
+    pub threads: usize,
+    /// Hashes per second per thread, millions.
+    pub mhs_per_thread: f64,
+    /// Ratio to the portable `sha2` baseline measured in the same run.
+    pub ratio_to_portable: f64,
+}
+
+/// Measures every supported kernel for `seconds` on `threads` threads; portable is the baseline.
+pub fn hash_speeds(threads: usize, seconds: f64) -> Vec<KernelSpeed> {
+    let mut out: Vec<KernelSpeed> = Kernel::supported()
+        .into_iter()
+        .rev() // portable first
+        .map(|kernel| {
+            let total: u64 = std::thread::scope(|s| {
+                let handles: Vec<_> = (0..threads)
+                    .map(|t| s.spawn(move || hash_for(kernel, t as u8, seconds)))
+                    .collect();
+                handles.into_iter().map(|h| h.join().unwrap_or(0)).sum()
+            });
+            KernelSpeed {
+                kernel,
+                threads,
+                mhs_per_thread: total as f64 / seconds / threads as f64 / 1e6,
+                ratio_to_portable: 0.0,
+            }
+        })
+        .collect();
+    let base = out
+        .iter()
+        .find(|k| k.kernel == Kernel::Portable)
+        .map_or(1.0, |k| k.mhs_per_thread);
+    for k in &mut out {
+        k.ratio_to_portable = k.mhs_per_thread / base;
+    }
+    out
+}
+
+fn hash_for(kernel: Kernel, seed: u8, seconds: f64) -> u64 {
+    let mut header = [seed; 80];
+    header[0] = 0x20;
+    let p = Prepared::new(&header);
+    let deadline = Instant::now() + Duration::from_secs_f64(seconds);
+    let (mut hashes, mut start, mut out) = (0u64, 0u32, Vec::new());
+    let batch = 1u32 << 18;
+    while Instant::now() < deadline {
+        let count = batch.min(u32::MAX - start);
+        // Mining-grade target: shares need the top word to be zero.
+        if candidates(kernel, &p, 0, start, count, &mut out).is_err() {
+            return 0;
+        }
+        out.clear();
+        hashes += u64::from(count);
+        start = start.wrapping_add(count);
+    }
+    hashes
+}
+
+/// Throttle response of the software ASIC.
+#[derive(Debug, Clone, Serialize)]
+pub struct ThrottleResponse {
+    /// Rate steps measured.
+    pub steps: usize,
+    /// Time from `set_rate` until every chip runs a slice at the new rate: median, ms.
+    pub p50_ms: f64,
+    /// The same, worst case, ms.
+    pub max_ms: f64,
+    /// Mean |duty − rate| of the first slice at the new rate.
+    pub mean_duty_error: f64,
+    /// Worst |duty − rate| of the first slice at the new rate.
+    pub max_duty_error: f64,
+    /// Steps whose first slice held the new rate within 5 % of full rate.
+    pub within_5_percent: usize,
+}
+
+/// Steps the ASIC's rate `repeats` × 4 times and measures how fast and how exactly it follows.
+pub fn throttle_response(cfg: AsicConfig, repeats: usize) -> Result<ThrottleResponse, AsicError> {
+    let chips = cfg.chips;
+    let (asic, _found) = SoftwareAsic::start(cfg, None)?;
+    asic.set_work(Some(Work {
+        job: std::sync::Arc::new(StratumJob {
+            job_id: "bench".into(),
+            prevhash: [1; 32],
+            coinb1: vec![1],
+            coinb2: vec![2],
+            merkle_branches: vec![],
+            version: 0x2000_0000,
+            nbits: 0x1d00ffff,
+            ntime: 0,
+            clean_jobs: true,
+        }),
+        extranonce1: vec![0; 4],
+        extranonce2_size: 4,
+        extranonce2_first: 0,
+        share_target: Target::from_difficulty(1e9).map_err(|e| AsicError::Invalid {
+            key: "difficulty",
+            msg: e.to_string(),
+        })?,
+        version: 0x2000_0000,
+    }));
+    let mut latencies = Vec::new();
+    let mut errors = Vec::new();
+    for _ in 0..repeats {
+        for rate in [1.0, 0.3, 0.7, 0.1] {
+            let t0 = Instant::now();
+            asic.set_rate(RateCommand {
+                rate,
+                valid_until: None,
+            });
+            let seq = asic.command_seq();
+            // Wait (real time: the chips are threads) for each chip's first slice under it.
+            let (applied, duties) = loop {
+                std::thread::sleep(Duration::from_millis(2));
+                let s = asic.stats();
+                if s.chips.iter().all(|c| c.last_slice_command == seq) {
+                    let applied = s
+                        .chips
+                        .iter()
+                        .filter_map(|c| c.command_applied)
+                        .filter(|&(q, _)| q == seq)
+                        .map(|(_, at)| at.duration_since(t0))
+                        .max()
+                        .unwrap_or_default();
+                    break (
+                        applied,
+                        s.chips
+                            .iter()
+                            .map(|c| c.last_slice_duty)
+                            .collect::<Vec<_>>(),
+                    );
+                }
+            };
+            debug_assert_eq!(duties.len(), chips);
+            latencies.push(applied.as_secs_f64() * 1e3);
+            errors.extend(duties.iter().map(|d| (d - rate).abs()));
+        }
+    }
+    latencies.sort_by(f64::total_cmp);
+    let steps = latencies.len();
+    let within = errors
+        .chunks(chips.max(1))
+        .filter(|c| c.iter().all(|&e| e <= 0.05))
+        .count();
+    Ok(ThrottleResponse {
+        steps,
+        p50_ms: latencies.get(steps / 2).copied().unwrap_or(0.0),
+        max_ms: latencies.last().copied().unwrap_or(0.0),
+        mean_duty_error: errors.iter().sum::<f64>() / errors.len().max(1) as f64,
+        max_duty_error: errors.iter().copied().fold(0.0, f64::max),
+        within_5_percent: within,
+    })
+}
