@@ -7,6 +7,8 @@
 //! top word alone.
 
 mod portable;
+#[cfg(target_arch = "x86_64")]
+mod shani;
 
 use serde::{Deserialize, Serialize};
 use sha2::digest::generic_array::GenericArray;
@@ -79,7 +81,7 @@ impl Kernel {
 
     /// Whether this CPU can run the kernel.
     pub fn is_supported(self) -> bool {
-        if !matches!(self, Kernel::Portable) {
+        if matches!(self, Kernel::Avx2 | Kernel::Avx512) {
             return false;
         }
         match self {
@@ -183,8 +185,16 @@ pub fn candidates(
     }
     match kernel {
         Kernel::Portable => portable::scan(&p.midstate, &p.tail, top_target, start, count, out),
-        Kernel::ShaNi | Kernel::Avx2 | Kernel::Avx512 => {
-            return Err(ScanError::Unsupported(kernel, "not built yet"))
+        // SAFETY: `is_supported` confirmed the CPU features each kernel is compiled for.
+        #[cfg(target_arch = "x86_64")]
+        Kernel::ShaNi => unsafe {
+            shani::scan(&p.midstate, &p.tail, top_target, start, count, out)
+        },
+        _ => {
+            return Err(ScanError::Unsupported(
+                kernel,
+                "not built for this architecture",
+            ))
         }
     }
     Ok(())
