@@ -493,7 +493,7 @@ fn bench(action: BenchAction) -> Result<()> {
             seconds,
             json,
         } => {
-            if threads == 0 || !(seconds > 0.0) {
+            if threads == 0 || seconds.is_nan() || seconds <= 0.0 {
                 bail!("--threads and --seconds must be positive");
             }
             let speeds = hearth::mining::bench::hash_speeds(threads, seconds);

@@ -99,7 +99,8 @@ impl AsicConfig {
                 format!("must be 1–50 ms, got {}", self.slice_ms),
             );
         }
-        if !(self.thermal_time_constant_seconds > 0.0) {
+        if self.thermal_time_constant_seconds.is_nan() || self.thermal_time_constant_seconds <= 0.0
+        {
             return bad("thermal_time_constant_seconds", "must be positive".into());
         }
         if let Some(k) = self.kernel {

@@ -6,6 +6,10 @@
 //! so every kernel gives identical results by construction, and a kernel can exit early on the
 //! top word alone.
 
+#[cfg(target_arch = "x86_64")]
+mod avx2;
+#[cfg(target_arch = "x86_64")]
+mod avx512;
 mod portable;
 #[cfg(target_arch = "x86_64")]
 mod shani;
@@ -75,15 +79,12 @@ impl Kernel {
             Kernel::Portable => "none",
             Kernel::ShaNi => "sha, sse4.1",
             Kernel::Avx2 => "avx2",
-            Kernel::Avx512 => "avx512f, avx512bw",
+            Kernel::Avx512 => "avx512f",
         }
     }
 
     /// Whether this CPU can run the kernel.
     pub fn is_supported(self) -> bool {
-        if matches!(self, Kernel::Avx2 | Kernel::Avx512) {
-            return false;
-        }
         match self {
             Kernel::Portable => true,
             #[cfg(target_arch = "x86_64")]
@@ -94,10 +95,7 @@ impl Kernel {
             #[cfg(target_arch = "x86_64")]
             Kernel::Avx2 => std::arch::is_x86_feature_detected!("avx2"),
             #[cfg(target_arch = "x86_64")]
-            Kernel::Avx512 => {
-                std::arch::is_x86_feature_detected!("avx512f")
-                    && std::arch::is_x86_feature_detected!("avx512bw")
-            }
+            Kernel::Avx512 => std::arch::is_x86_feature_detected!("avx512f"),
             #[cfg(not(target_arch = "x86_64"))]
             _ => false,
         }
@@ -190,12 +188,14 @@ pub fn candidates(
         Kernel::ShaNi => unsafe {
             shani::scan(&p.midstate, &p.tail, top_target, start, count, out)
         },
-        _ => {
-            return Err(ScanError::Unsupported(
-                kernel,
-                "not built for this architecture",
-            ))
-        }
+        #[cfg(target_arch = "x86_64")]
+        Kernel::Avx2 => unsafe { avx2::scan(&p.midstate, &p.tail, top_target, start, count, out) },
+        #[cfg(target_arch = "x86_64")]
+        Kernel::Avx512 => unsafe {
+            avx512::scan(&p.midstate, &p.tail, top_target, start, count, out)
+        },
+        #[cfg(not(target_arch = "x86_64"))]
+        _ => return Err(ScanError::Unsupported(kernel, "x86_64 only")),
     }
     Ok(())
 }
