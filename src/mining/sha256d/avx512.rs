@@ -9,75 +9,8 @@
 
 use core::arch::x86_64::*;
 
-/// SHA-256 round constants.
-const K: [u32; 64] = [
-    0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
-    0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174,
-    0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f, 0x4a7484aa, 0x5cb0a9dc, 0x76f988da,
-    0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7, 0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967,
-    0x27b70a85, 0x2e1b2138, 0x4d2c6dfc, 0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85,
-    0xa2bfe8a1, 0xa81a664b, 0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070,
-    0x19a4c116, 0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3,
-    0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2,
-];
-
-/// The SHA-256 initial state.
-const IV: [u32; 8] = [
-    0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19,
-];
-
-/// Σ0 of the compression function.
-const fn big_s0(x: u32) -> u32 {
-    x.rotate_right(2) ^ x.rotate_right(13) ^ x.rotate_right(22)
-}
-
-/// Σ1 of the compression function.
-const fn big_s1(x: u32) -> u32 {
-    x.rotate_right(6) ^ x.rotate_right(11) ^ x.rotate_right(25)
-}
-
-/// σ0 of the message schedule.
-const fn small_s0(x: u32) -> u32 {
-    x.rotate_right(7) ^ x.rotate_right(18) ^ (x >> 3)
-}
-
-/// σ1 of the message schedule.
-const fn small_s1(x: u32) -> u32 {
-    x.rotate_right(17) ^ x.rotate_right(19) ^ (x >> 10)
-}
-
-/// The choose function.
-const fn ch(e: u32, f: u32, g: u32) -> u32 {
-    (e & f) ^ (!e & g)
-}
-
-/// The majority function.
-const fn maj(a: u32, b: u32, c: u32) -> u32 {
-    (a & b) ^ (a & c) ^ (b & c)
-}
-
-/// One scalar round on state `s` with `kw = K[i] + W[i]`.
-fn scalar_round(s: &mut [u32; 8], kw: u32) {
-    let [a, b, c, d, e, f, g, h] = *s;
-    let t1 = h
-        .wrapping_add(big_s1(e))
-        .wrapping_add(ch(e, f, g))
-        .wrapping_add(kw);
-    let t2 = big_s0(a).wrapping_add(maj(a, b, c));
-    *s = [t1.wrapping_add(t2), a, b, c, d.wrapping_add(t1), e, f, g];
-}
-
-/// Second hash, round 0 from the IV: the nonce-independent part of T1 (everything but W0).
-const H2_T1: u32 = IV[7]
-    .wrapping_add(big_s1(IV[4]))
-    .wrapping_add(ch(IV[4], IV[5], IV[6]))
-    .wrapping_add(K[0]);
-/// Second hash: `a` after round 0 is `W0 + H2_A1`.
-const H2_A1: u32 = H2_T1
-    .wrapping_add(big_s0(IV[0]))
-    .wrapping_add(maj(IV[0], IV[1], IV[2]));
-/// Second hash: `e` after round 0 is `W0 + H2_E1`.
-const H2_E1: u32 = H2_T1.wrapping_add(IV[3]);
+use super::scalar::*;
+use super::IV;
 
 macro_rules! splat {
     ($x:expr) => {
@@ -207,35 +140,23 @@ pub unsafe fn scan(
     if count == 0 {
         return;
     }
-    let [t0, t1, t2] = *tail;
 
-    // ---- First hash, second block: nonce-independent precomputation. ----
-    // Rounds 0..2 use only W0..W2.
-    let mut s3 = *midstate;
-    scalar_round(&mut s3, K[0].wrapping_add(t0));
-    scalar_round(&mut s3, K[1].wrapping_add(t1));
-    scalar_round(&mut s3, K[2].wrapping_add(t2));
-    // Round 3: T1 = t1c + W3.
-    let t1c = s3[7]
-        .wrapping_add(big_s1(s3[4]))
-        .wrapping_add(ch(s3[4], s3[5], s3[6]))
-        .wrapping_add(K[3]);
-    let a4c = t1c
-        .wrapping_add(big_s0(s3[0]))
-        .wrapping_add(maj(s3[0], s3[1], s3[2]));
-    let e4c = s3[3].wrapping_add(t1c);
-    // Rounds 4..6: `h` is still a constant, W4 = 0x80000000, W5 = W6 = 0.
-    let hkw4 = s3[6].wrapping_add(K[4]).wrapping_add(0x8000_0000);
-    let hkw5 = s3[5].wrapping_add(K[5]);
-    let hkw6 = s3[4].wrapping_add(K[6]);
-    // Schedule: W16 and W17 are constant; W18..W33 have constant parts.
-    let w16 = small_s0(t1).wrapping_add(t0);
-    let w17 = small_s1(640).wrapping_add(small_s0(t2)).wrapping_add(t1);
-    let c18 = small_s1(w16).wrapping_add(t2);
-    let c19 = small_s1(w17).wrapping_add(small_s0(0x8000_0000));
-    let c30 = small_s0(640);
-    let c31 = small_s0(w16).wrapping_add(640);
-    let c32 = small_s0(w17).wrapping_add(w16);
+    // Nonce-independent part of the header's second block.
+    let BlockConstants {
+        s3,
+        a4c,
+        e4c,
+        hkw4,
+        hkw5,
+        hkw6,
+        w16,
+        w17,
+        c18,
+        c19,
+        c30,
+        c31,
+        c32,
+    } = block_constants(midstate, tail);
 
     let iota = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
     let byte_mask = splat!(0xFF00_FF00u32);
@@ -410,187 +331,5 @@ pub unsafe fn scan(
             break;
         }
         base = base.wrapping_add(16);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use rand::{Rng, SeedableRng};
-    use sha2::digest::generic_array::GenericArray;
-
-    fn require() {
-        assert!(
-            std::arch::is_x86_feature_detected!("avx512f"),
-            "this CPU lacks AVX-512F: the avx512 kernel cannot be tested here"
-        );
-    }
-
-    fn compress(state: &mut [u32; 8], block: &[u8; 64]) {
-        sha2::compress256(state, &[GenericArray::clone_from_slice(block)]);
-    }
-
-    /// The top word of one nonce, the slow way.
-    fn top_word(midstate: &[u32; 8], tail: &[u32; 3], nonce: u32) -> u32 {
-        let mut b = [0u8; 64];
-        for (i, w) in tail.iter().enumerate() {
-            b[i * 4..i * 4 + 4].copy_from_slice(&w.to_be_bytes());
-        }
-        b[12..16].copy_from_slice(&nonce.to_le_bytes());
-        b[16] = 0x80;
-        b[62..64].copy_from_slice(&640u16.to_be_bytes());
-        let mut s1 = *midstate;
-        compress(&mut s1, &b);
-        let mut b2 = [0u8; 64];
-        for (i, w) in s1.iter().enumerate() {
-            b2[i * 4..i * 4 + 4].copy_from_slice(&w.to_be_bytes());
-        }
-        b2[32] = 0x80;
-        b2[62..64].copy_from_slice(&256u16.to_be_bytes());
-        let mut s2 = IV;
-        compress(&mut s2, &b2);
-        let mut digest = [0u8; 32];
-        for (i, w) in s2.iter().enumerate() {
-            digest[i * 4..i * 4 + 4].copy_from_slice(&w.to_be_bytes());
-        }
-        u32::from_le_bytes([digest[28], digest[29], digest[30], digest[31]])
-    }
-
-    fn reference(m: &[u32; 8], t: &[u32; 3], target: u32, start: u32, count: u32) -> Vec<u32> {
-        (0..count)
-            .map(|i| start.wrapping_add(i))
-            .filter(|&n| top_word(m, t, n) <= target)
-            .collect()
-    }
-
-    fn kernel(m: &[u32; 8], t: &[u32; 3], target: u32, start: u32, count: u32) -> Vec<u32> {
-        let mut out = vec![7]; // the kernel must append, not overwrite
-                               // SAFETY: `require()` checked the CPU feature.
-        unsafe { scan(m, t, target, start, count, &mut out) };
-        assert_eq!(out[0], 7);
-        out.remove(0);
-        out
-    }
-
-    #[test]
-    fn matches_reference_on_random_headers() {
-        require();
-        let mut rng = rand::rngs::StdRng::seed_from_u64(0x5eed_0512);
-        let counts = [0u32, 1, 2, 7, 8, 9, 15, 16, 17, 31, 33, 1000, 4099];
-        for round in 0..6 {
-            let m: [u32; 8] = rng.random();
-            let t: [u32; 3] = rng.random();
-            for &count in &counts {
-                let start = match round % 3 {
-                    0 => rng.random(),
-                    1 => {
-                        (u64::from(u32::MAX) + 1 - u64::from(count)).min(u64::from(u32::MAX)) as u32
-                    }
-                    _ => rng.random_range(0..1 << 20),
-                };
-                let start = if u64::from(start) + u64::from(count) > 1 << 32 {
-                    (u64::from(u32::MAX) + 1 - u64::from(count)) as u32
-                } else {
-                    start
-                };
-                for target in [0x1000_0000u32, 0x0100_0000, 0xF000_0000] {
-                    let want = reference(&m, &t, target, start, count);
-                    let got = kernel(&m, &t, target, start, count);
-                    assert_eq!(
-                        got, want,
-                        "start {start:#x} count {count} target {target:#x}"
-                    );
-                }
-            }
-        }
-    }
-
-    #[test]
-    fn end_of_nonce_space() {
-        require();
-        let mut rng = rand::rngs::StdRng::seed_from_u64(41);
-        let m: [u32; 8] = rng.random();
-        let t: [u32; 3] = rng.random();
-        for (start, count) in [
-            (u32::MAX - 40, 41),
-            (u32::MAX - 40, 40),
-            (u32::MAX - 15, 16),
-            (u32::MAX, 1),
-            (u32::MAX - 16, 17),
-        ] {
-            let want = reference(&m, &t, 0x1000_0000, start, count);
-            assert_eq!(kernel(&m, &t, 0x1000_0000, start, count), want);
-            let all = kernel(&m, &t, u32::MAX, start, count);
-            assert_eq!(all, (0..count).map(|i| start + i).collect::<Vec<_>>());
-        }
-    }
-
-    #[test]
-    fn extreme_targets() {
-        require();
-        let mut rng = rand::rngs::StdRng::seed_from_u64(3);
-        let m: [u32; 8] = rng.random();
-        let t: [u32; 3] = rng.random();
-        let start = 123_456_789;
-        let all = kernel(&m, &t, u32::MAX, start, 1003);
-        assert_eq!(all, (start..start + 1003).collect::<Vec<_>>());
-        assert_eq!(
-            kernel(&m, &t, 0, start, 1003),
-            reference(&m, &t, 0, start, 1003)
-        );
-        // A target equal to some nonce's top word must include that nonce (≤, not <).
-        let tops: Vec<u32> = (0..64).map(|i| top_word(&m, &t, start + i)).collect();
-        for &tw in &tops {
-            assert_eq!(
-                kernel(&m, &t, tw, start, 64),
-                reference(&m, &t, tw, start, 64),
-                "target {tw:#x}"
-            );
-        }
-    }
-
-    fn genesis() -> [u8; 80] {
-        let hex = "0100000000000000000000000000000000000000000000000000000000000000000000003ba3edfd7a7b12b27ac72c3e67768f617fc81bc3888a51323a9fb8aa4b1e5e4a29ab5f49ffff001d1dac2b7c";
-        let mut h = [0u8; 80];
-        for (i, byte) in h.iter_mut().enumerate() {
-            *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap();
-        }
-        h
-    }
-
-    #[test]
-    fn finds_the_genesis_nonce() {
-        require();
-        let header = genesis();
-        let mut m = IV;
-        compress(&mut m, header[..64].try_into().unwrap());
-        let word = |i: usize| u32::from_be_bytes(header[i..i + 4].try_into().unwrap());
-        let t = [word(64), word(68), word(72)];
-        let nonce = 0x7c2b_ac1d;
-        assert_eq!(
-            u32::from_le_bytes(header[76..80].try_into().unwrap()),
-            nonce
-        );
-
-        // The reference itself agrees with a plain double SHA-256 of the header.
-        use sha2::{Digest, Sha256};
-        let mut hash: [u8; 32] = Sha256::digest(Sha256::digest(header)).into();
-        hash.reverse();
-        let display: String = hash.iter().map(|b| format!("{b:02x}")).collect();
-        assert_eq!(
-            display,
-            "000000000019d6689c085ae165831e934ff763ae46a2a6c172b3f1b60a8ce26f"
-        );
-        assert_eq!(top_word(&m, &t, nonce), 0);
-
-        assert_eq!(kernel(&m, &t, 0, nonce - 1000, 2001), vec![nonce]);
-        for start in nonce - 20..=nonce {
-            assert_eq!(
-                kernel(&m, &t, 0, start, 21),
-                vec![nonce],
-                "start {start:#x}"
-            );
-        }
-        assert_eq!(kernel(&m, &t, 0, nonce + 1, 1000), Vec::<u32>::new());
     }
 }

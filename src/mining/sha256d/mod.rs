@@ -12,6 +12,8 @@ mod avx2;
 mod avx512;
 mod portable;
 #[cfg(target_arch = "x86_64")]
+mod scalar;
+#[cfg(target_arch = "x86_64")]
 mod shani;
 
 use serde::{Deserialize, Serialize};
@@ -225,36 +227,63 @@ mod tests {
     use crate::mining::header::U256;
     use rand::{rngs::StdRng, Rng, SeedableRng};
 
+    /// Every kernel the project's machine class (x86_64 with SHA-NI and AVX-512) must run. A
+    /// missing one fails the suite rather than being skipped.
+    fn kernels() -> Vec<Kernel> {
+        if cfg!(target_arch = "x86_64") {
+            for k in Kernel::ALL {
+                assert!(
+                    k.is_supported(),
+                    "{k:?} needs {}; this CPU lacks it",
+                    k.features()
+                );
+            }
+        }
+        Kernel::supported()
+    }
+
     fn random_header(rng: &mut StdRng) -> Prepared {
         let mut h = [0u8; HEADER_LEN];
         rng.fill(&mut h[..]);
         Prepared::new(&h)
     }
 
+    /// The top word the slow, independent way: SHA-256d of the whole header.
+    fn top_word(p: &Prepared, nonce: u32) -> u32 {
+        let d = sha256d(&p.with_nonce(nonce));
+        u32::from_le_bytes([d[28], d[29], d[30], d[31]])
+    }
+
+    fn reference(p: &Prepared, top: u32, start: u32, count: u32) -> Vec<u32> {
+        (0..count)
+            .map(|i| start.wrapping_add(i))
+            .filter(|&n| top_word(p, n) <= top)
+            .collect()
+    }
+
+    /// A kernel's candidates; checks that it appends to `out` rather than overwriting it.
     fn cands(k: Kernel, p: &Prepared, top: u32, start: u32, count: u32) -> Vec<u32> {
-        let mut out = Vec::new();
+        let mut out = vec![7];
         candidates(k, p, top, start, count, &mut out).unwrap();
+        assert_eq!(out.remove(0), 7, "{k:?} overwrote its output");
         out
     }
 
     #[test]
-    fn every_kernel_agrees_with_portable_on_random_headers_and_targets() {
+    fn every_kernel_matches_the_reference_on_random_headers_ranges_and_targets() {
+        let ks = kernels();
         let mut rng = StdRng::seed_from_u64(0x5ea1);
-        for _ in 0..6 {
+        for _ in 0..4 {
             let p = random_header(&mut rng);
-            for top in [0, 0x0000_ffff, 0x1000_0000, rng.random(), u32::MAX] {
-                for count in [0u32, 1, 7, 17, 1000, 4099] {
-                    let start = if rng.random_bool(0.2) {
-                        u32::MAX - count.saturating_sub(1)
-                    } else {
-                        rng.random_range(0..u32::MAX - 5000)
-                    };
-                    let reference = cands(Kernel::Portable, &p, top, start, count);
-                    for k in Kernel::supported() {
+            for top in [0x1000_0000, 0x0100_0000, 0xf000_0000, rng.random()] {
+                for count in [0u32, 1, 2, 7, 8, 9, 15, 16, 17, 31, 33, 1000, 4099] {
+                    let start = rng.random_range(0..u32::MAX - 5000);
+                    let expect = reference(&p, top, start, count);
+                    for &k in &ks {
                         assert_eq!(
                             cands(k, &p, top, start, count),
-                            reference,
-                            "{k:?} top {top:#x} start {start} count {count}"
+                            expect,
+                            "{k:?} {top:#x} {start} {count}"
                         );
                     }
                 }
@@ -263,7 +292,38 @@ mod tests {
     }
 
     #[test]
+    fn every_kernel_handles_the_end_of_the_nonce_space_and_extreme_targets() {
+        let ks = kernels();
+        let mut rng = StdRng::seed_from_u64(99);
+        let p = random_header(&mut rng);
+        for count in 1..=41u32 {
+            let start = u32::MAX - (count - 1);
+            let expect = reference(&p, 0x4000_0000, start, count);
+            for &k in &ks {
+                assert_eq!(
+                    cands(k, &p, 0x4000_0000, start, count),
+                    expect,
+                    "{k:?} {count}"
+                );
+            }
+        }
+        let all: Vec<u32> = (5000..5100).collect();
+        let own = top_word(&p, 5050);
+        for &k in &ks {
+            assert_eq!(cands(k, &p, u32::MAX, 5000, 100), all, "{k:?} max target");
+            assert_eq!(
+                cands(k, &p, 0, 5000, 100),
+                reference(&p, 0, 5000, 100),
+                "{k:?} zero"
+            );
+            // A target equal to a nonce's own top word includes it.
+            assert!(cands(k, &p, own, 5050, 1) == [5050], "{k:?} equality");
+        }
+    }
+
+    #[test]
     fn near_target_edge_is_exact_for_every_kernel() {
+        let ks = kernels();
         let mut rng = StdRng::seed_from_u64(7);
         for _ in 0..20 {
             let p = random_header(&mut rng);
@@ -279,7 +339,7 @@ mod tests {
                     break;
                 }
             }
-            for k in Kernel::supported() {
+            for &k in &ks {
                 let at = scan(k, &p, &exact, nonce - 50, 100).unwrap();
                 assert!(at.iter().any(|f| f.nonce == nonce), "{k:?} missed the edge");
                 let under = scan(k, &p, &Target(below), nonce - 50, 100).unwrap();
@@ -296,12 +356,16 @@ mod tests {
         let h: [u8; 80] = hex::decode("0100000000000000000000000000000000000000000000000000000000000000000000003ba3edfd7a7b12b27ac72c3e67768f617fc81bc3888a51323a9fb8aa4b1e5e4a29ab5f49ffff001d1dac2b7c").unwrap().try_into().unwrap();
         let p = Prepared::new(&h);
         let target = Target::from_nbits(0x1d00ffff).unwrap();
-        for k in Kernel::supported() {
+        for k in kernels() {
             let found = scan(k, &p, &target, 0x7c2b_0000, 0x10000).unwrap();
             assert_eq!(
                 found.iter().map(|f| f.nonce).collect::<Vec<_>>(),
                 [0x7c2b_ac1d],
                 "{k:?}"
+            );
+            assert_eq!(
+                crate::mining::header::display_hash(&found[0].hash),
+                "000000000019d6689c085ae165831e934ff763ae46a2a6c172b3f1b60a8ce26f"
             );
         }
     }
