@@ -131,11 +131,12 @@ impl DaemonHandle {
 /// A source shared with the blocking pool.
 type SharedSource = Arc<Mutex<Box<dyn TemperatureSource>>>;
 
+/// The source a sensor config describes; `None` for a simulated source without a simulated room.
 fn source_for(
     cfg: &SourceConfig,
     truth: Option<&watch::Receiver<RoomTruth>>,
     seed: u64,
-    outdoor: bool,
+    point: SimulatedPoint,
 ) -> Option<Box<dyn TemperatureSource>> {
     match cfg {
         SourceConfig::Simulated {
@@ -144,11 +145,6 @@ fn source_for(
         } => {
             let truth = truth?.clone();
             let noise = SensorNoise::new(*noise_celsius, *quantum_celsius, seed);
-            let point = if outdoor {
-                SimulatedPoint::Outdoor
-            } else {
-                SimulatedPoint::Room
-            };
             Some(Box::new(SimulatedSource::new(truth, point, noise)))
         }
         SourceConfig::File { path, unit } => Some(Box::new(FileSource::new(path.clone(), *unit))),
@@ -190,18 +186,9 @@ pub fn spawn(cfg: Config, clock: Clock) -> Result<DaemonHandle, DaemonError> {
         None
     };
 
-    let mut readings = Vec::new();
-    for (i, (src_cfg, outdoor)) in [(&cfg.sensors.room, false), (&cfg.sensors.outdoor, true)]
-        .into_iter()
-        .enumerate()
-    {
+    let mut poller = |src_cfg: &SourceConfig, point: SimulatedPoint, seed: u64| {
         let (tx, rx) = watch::channel(None);
-        if let Some(src) = source_for(
-            src_cfg,
-            truth_rx.as_ref(),
-            cfg.simulation.seed + i as u64,
-            outdoor,
-        ) {
+        if let Some(src) = source_for(src_cfg, truth_rx.as_ref(), seed, point) {
             let shared: SharedSource = Arc::new(Mutex::new(src));
             tasks.push(tokio::spawn(sensor_task(
                 shared,
@@ -211,10 +198,11 @@ pub fn spawn(cfg: Config, clock: Clock) -> Result<DaemonHandle, DaemonError> {
                 shutdown_rx.clone(),
             )));
         }
-        readings.push(rx);
-    }
-    let outdoor_rx = readings.pop().unwrap_or_else(|| watch::channel(None).1);
-    let room_rx = readings.pop().unwrap_or_else(|| watch::channel(None).1);
+        rx
+    };
+    let seed = cfg.simulation.seed;
+    let room_rx = poller(&cfg.sensors.room, SimulatedPoint::Room, seed);
+    let outdoor_rx = poller(&cfg.sensors.outdoor, SimulatedPoint::Outdoor, seed + 1);
 
     let estimator = ModelEstimator::new(cfg.model.model(), cfg.model.estimate_online);
     let control = ControlLoop {
