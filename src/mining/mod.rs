@@ -4,3 +4,4 @@ pub mod asic;
 pub mod bench;
 pub mod header;
 pub mod sha256d;
+pub mod stratum;
