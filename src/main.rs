@@ -42,6 +42,18 @@ enum Command {
         #[command(subcommand)]
         action: MineAction,
     },
+    /// Run the local Stratum V1 pool on its own (the daemon will also run it in-process).
+    Pool {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:3333")]
+        listen: std::net::SocketAddr,
+        /// Seconds between jobs.
+        #[arg(long, default_value_t = 30.0)]
+        job_interval: f64,
+        /// Shares per minute vardiff aims at.
+        #[arg(long, default_value_t = 10.0)]
+        shares_per_minute: f64,
+    },
     /// Measure performance.
     Bench {
         #[command(subcommand)]
@@ -184,6 +196,11 @@ fn main() -> Result<()> {
             action: MineAction::Scan(args),
         } => mine_scan(&args),
         Command::Bench { action } => bench(action),
+        Command::Pool {
+            listen,
+            job_interval,
+            shares_per_minute,
+        } => run_pool(listen, job_interval, shares_per_minute),
     }
 }
 
@@ -543,4 +560,24 @@ fn bench(action: BenchAction) -> Result<()> {
             Ok(())
         }
     }
+}
+
+fn run_pool(listen: std::net::SocketAddr, job_interval: f64, shares_per_minute: f64) -> Result<()> {
+    init_logging();
+    let cfg = hearth::mining::stratum::pool::PoolConfig {
+        job_interval_seconds: job_interval,
+        target_shares_per_minute: shares_per_minute,
+        ..Default::default()
+    };
+    let rt = tokio::runtime::Runtime::new().context("starting the tokio runtime")?;
+    rt.block_on(async move {
+        let pool = hearth::mining::stratum::pool::LocalPool::start(cfg, listen).await?;
+        println!("local pool on stratum+tcp://{}", pool.addr());
+        wait_for_signal().await?;
+        for (worker, w) in pool.stats() {
+            tracing::info!(worker, accepted = w.accepted, work = w.accepted_work, rejected = ?w.rejected, "final worker stats");
+        }
+        pool.shutdown().await;
+        Ok(())
+    })
 }
