@@ -134,6 +134,8 @@ pub struct Work {
 pub struct FoundShare {
     /// The job it belongs to.
     pub job_id: String,
+    /// The session extranonce1 it was hashed with.
+    pub extranonce1: Vec<u8>,
     /// Its extranonce2.
     pub extranonce2: Vec<u8>,
     /// Its ntime.
@@ -531,6 +533,7 @@ fn chip_loop(shared: &Shared, chip: usize) {
                     shared.shares_found.fetch_add(1, Ordering::Relaxed);
                     let share = FoundShare {
                         job_id: cw.work.job.job_id.clone(),
+                        extranonce1: cw.work.extranonce1.clone(),
                         extranonce2: cw.extranonce2.clone(),
                         ntime: cw.work.job.ntime,
                         nonce,

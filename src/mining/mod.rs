@@ -2,6 +2,7 @@
 
 pub mod asic;
 pub mod bench;
+pub mod engine;
 pub mod header;
 pub mod sha256d;
 pub mod stratum;

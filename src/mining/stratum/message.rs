@@ -129,6 +129,8 @@ pub enum MinerMessage {
         id: Id,
         /// The miner's user agent.
         user_agent: Option<String>,
+        /// A previous session's id, to resume it (same extranonce1).
+        session: Option<String>,
     },
     /// `mining.extranonce.subscribe`.
     ExtranonceSubscribe {
@@ -309,6 +311,7 @@ pub fn parse_miner_line(line: &str) -> Result<MinerMessage, MessageError> {
         "mining.subscribe" => MinerMessage::Subscribe {
             id,
             user_agent: params.first().and_then(Value::as_str).map(str::to_string),
+            session: params.get(1).and_then(Value::as_str).map(str::to_string),
         },
         "mining.extranonce.subscribe" => MinerMessage::ExtranonceSubscribe { id },
         "mining.authorize" => MinerMessage::Authorize {

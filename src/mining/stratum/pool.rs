@@ -152,8 +152,12 @@ struct Template {
 struct PoolState {
     jobs: VecDeque<Arc<StratumJob>>,
     template: Template,
+    /// Random per pool instance, so that job ids never repeat across restarts.
+    job_prefix: u32,
     job_counter: u64,
     next_extranonce1: u32,
+    /// Extranonce1 values of closed sessions, which a reconnecting miner may resume.
+    released: HashSet<[u8; EXTRANONCE1_SIZE]>,
     seen: HashSet<ShareKey>,
     workers: BTreeMap<String, WorkerStats>,
 }
@@ -205,7 +209,7 @@ impl PoolShared {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs() as u32);
         let job = Arc::new(StratumJob {
-            job_id: format!("{:x}", st.job_counter),
+            job_id: format!("{:08x}{:x}", st.job_prefix, st.job_counter),
             prevhash: st.template.prevhash,
             coinb1,
             coinb2,
@@ -280,8 +284,10 @@ impl LocalPool {
             state: Mutex::new(PoolState {
                 jobs: VecDeque::new(),
                 template: random_template(cfg.merkle_branches),
+                job_prefix: rand::random(),
                 job_counter: 0,
                 next_extranonce1: 1,
+                released: HashSet::new(),
                 seen: HashSet::new(),
                 workers: BTreeMap::new(),
             }),
@@ -419,6 +425,7 @@ impl Session {
                 }
             }
         }
+        lock(&self.shared.state).released.insert(self.extranonce1);
         tracing::debug!(%peer, "pool session closed");
     }
 
@@ -446,12 +453,24 @@ impl Session {
             }
         };
         match msg {
-            MinerMessage::Subscribe { id, .. } => {
+            MinerMessage::Subscribe { id, session, .. } => {
+                // Resume a closed session's extranonce1 if asked, so its shares stay valid.
+                if let Some(en1) = session
+                    .and_then(|h| hex::decode(h).ok())
+                    .and_then(|b| <[u8; EXTRANONCE1_SIZE]>::try_from(b).ok())
+                {
+                    if lock(&self.shared.state).released.remove(&en1) {
+                        self.extranonce1 = en1;
+                    }
+                }
                 self.subscribed = true;
                 let mut out = vec![response(
                     &id,
                     json!([
-                        [["mining.set_difficulty", "1"], ["mining.notify", "1"]],
+                        [
+                            ["mining.set_difficulty", hex::encode(self.extranonce1)],
+                            ["mining.notify", hex::encode(self.extranonce1)]
+                        ],
                         hex::encode(self.extranonce1),
                         self.shared.cfg.extranonce2_size
                     ]),
