@@ -9,6 +9,9 @@ use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use thiserror::Error;
 
+use crate::mining::asic::AsicConfig;
+use crate::mining::stratum::client::Endpoint;
+use crate::mining::stratum::pool::PoolConfig;
 use crate::thermal::controller::ControllerConfig;
 use crate::thermal::estimator::RoomModel;
 use crate::thermal::room::{Disturbance, OutdoorProfile, ProfileError, RoomParams};
@@ -210,6 +213,31 @@ impl Default for SimulationConfig {
     }
 }
 
+/// Bitcoin mining: the software ASIC and its pools.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MiningConfig {
+    /// Hash with the software ASIC while the room wants heat.
+    pub enabled: bool,
+    /// Pools in failover order (`stratum+tcp://host:port`); empty: the in-process local pool.
+    pub pools: Vec<Endpoint>,
+    /// The software ASIC.
+    pub asic: AsicConfig,
+    /// The in-process local pool, used when `pools` is empty.
+    pub local_pool: PoolConfig,
+}
+
+impl Default for MiningConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            pools: Vec::new(),
+            asic: AsicConfig::default(),
+            local_pool: PoolConfig::default(),
+        }
+    }
+}
+
 /// The whole configuration.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -230,6 +258,8 @@ pub struct Config {
     pub sensors: SensorsConfig,
     /// The simulated room.
     pub simulation: SimulationConfig,
+    /// Bitcoin mining.
+    pub mining: MiningConfig,
 }
 
 /// Sets `dotted.path = value` in a TOML table; `value` is read as TOML (number, bool, array …)
@@ -469,6 +499,18 @@ impl Config {
                 "sensors.room.kind",
                 "a fixed room temperature cannot be controlled; use simulated or file".into(),
             );
+        }
+        let m = &self.mining;
+        if let Err(e) = m.asic.validate() {
+            return bad("mining.asic", e.to_string());
+        }
+        if let Err(e) = m.local_pool.validate() {
+            return bad("mining.local_pool", e.to_string());
+        }
+        for (i, p) in m.pools.iter().enumerate() {
+            if let Err(e) = p.address() {
+                return bad(&format!("mining.pools[{i}].url"), e.to_string());
+            }
         }
         let sim = &self.simulation;
         positive("simulation.speed", sim.speed)?;

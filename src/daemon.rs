@@ -21,6 +21,9 @@ use tokio::time::MissedTickBehavior;
 
 use crate::clock::{format_clock, Clock};
 use crate::config::{Config, SourceConfig};
+use crate::mining::engine::{MiningEngine, MiningStatus};
+use crate::mining::stratum::client::{ClientConfig, Endpoint};
+use crate::mining::stratum::pool::LocalPool;
 use crate::power::{DeadMan, PowerTarget};
 use crate::thermal::controller::{ControlInput, ControlOutput, Controller};
 use crate::thermal::estimator::{ModelEstimator, RoomModel};
@@ -41,6 +44,9 @@ pub enum DaemonError {
     /// The control loop has stopped.
     #[error("the control loop has stopped")]
     Stopped,
+    /// Mining could not start.
+    #[error("mining: {0}")]
+    Mining(String),
 }
 
 /// A command to the control loop.
@@ -91,6 +97,9 @@ pub struct Status {
     /// The simulated room's true temperature, when simulated.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub simulated_room_celsius: Option<f64>,
+    /// Mining: pool, difficulty, hashrate, shares, power.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mining: Option<MiningStatus>,
 }
 
 /// A running daemon.
@@ -106,6 +115,7 @@ pub struct DaemonHandle {
     commands: mpsc::Sender<Command>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
+    mining: Option<(Arc<MiningEngine>, Option<LocalPool>)>,
 }
 
 impl DaemonHandle {
@@ -124,6 +134,14 @@ impl DaemonHandle {
         let _ = self.shutdown.send(true);
         for t in self.tasks {
             let _ = t.await;
+        }
+        if let Some((engine, pool)) = self.mining {
+            if let Ok(engine) = Arc::try_unwrap(engine) {
+                engine.shutdown().await;
+            }
+            if let Some(pool) = pool {
+                pool.shutdown().await;
+            }
         }
     }
 }
@@ -152,8 +170,36 @@ fn source_for(
     }
 }
 
+/// Starts the local pool (unless pools are configured) and the mining engine.
+async fn start_mining(
+    cfg: &Config,
+    chips: &ChipTemperatures,
+) -> Result<(MiningEngine, Option<LocalPool>), DaemonError> {
+    let m = &cfg.mining;
+    let (pools, local) = if m.pools.is_empty() {
+        let pool = LocalPool::start(m.local_pool.clone(), ([127, 0, 0, 1], 0).into())
+            .await
+            .map_err(|e| DaemonError::Mining(e.to_string()))?;
+        let ep = Endpoint {
+            url: format!("stratum+tcp://{}", pool.addr()),
+            user: "hearth".into(),
+            password: String::new(),
+        };
+        (vec![ep], Some(pool))
+    } else {
+        (m.pools.clone(), None)
+    };
+    let client = ClientConfig {
+        pools,
+        ..ClientConfig::default()
+    };
+    let engine = MiningEngine::start(m.asic.clone(), client, Some(chips.clone()))
+        .map_err(|e| DaemonError::Mining(e.to_string()))?;
+    Ok((engine, local))
+}
+
 /// Starts the daemon's tasks on the current tokio runtime.
-pub fn spawn(cfg: Config, clock: Clock) -> Result<DaemonHandle, DaemonError> {
+pub async fn spawn(cfg: Config, clock: Clock) -> Result<DaemonHandle, DaemonError> {
     let schedule = Schedule::new(&cfg.thermostat, clock.epoch_weekday())?;
     let (target_tx, target_rx) = watch::channel(PowerTarget::zero());
     let (status_tx, status_rx) = watch::channel(Status::default());
@@ -162,6 +208,24 @@ pub fn spawn(cfg: Config, clock: Clock) -> Result<DaemonHandle, DaemonError> {
     let chips = ChipTemperatures::default();
     let tick_real = clock.real(cfg.control.tick_seconds);
     let mut tasks = Vec::new();
+
+    let mut mining = None;
+    let mut mining_rx = None;
+    if cfg.mining.enabled {
+        let (engine, pool) = start_mining(&cfg, &chips).await?;
+        let engine = Arc::new(engine);
+        let (tx, rx) = watch::channel(engine.status(0.0));
+        tasks.push(tokio::spawn(mining_task(
+            engine.clone(),
+            clock.clone(),
+            target_rx.clone(),
+            tick_real,
+            tx,
+            shutdown_rx.clone(),
+        )));
+        mining = Some((engine, pool));
+        mining_rx = Some(rx);
+    }
 
     let truth_rx = if cfg.uses_simulated_room() {
         let sim = &cfg.simulation;
@@ -178,6 +242,7 @@ pub fn spawn(cfg: Config, clock: Clock) -> Result<DaemonHandle, DaemonError> {
             cfg.clone(),
             clock.clone(),
             DeadMan::new(target_rx.clone()),
+            mining_rx.clone(),
             truth_tx,
             shutdown_rx.clone(),
         )));
@@ -217,6 +282,7 @@ pub fn spawn(cfg: Config, clock: Clock) -> Result<DaemonHandle, DaemonError> {
         truth_rx,
         target_tx,
         status_tx,
+        mining_rx,
         last_outdoor: None,
     };
     tasks.push(tokio::spawn(control.run(cmd_rx, shutdown_rx)));
@@ -228,7 +294,34 @@ pub fn spawn(cfg: Config, clock: Clock) -> Result<DaemonHandle, DaemonError> {
         commands: cmd_tx,
         shutdown: shutdown_tx,
         tasks,
+        mining,
     })
+}
+
+/// Drives the ASIC from the heat budget every tick and publishes the mining status. The
+/// budget's dead-man deadline becomes the board's own: if the control loop stalls, the board
+/// switches off by itself.
+async fn mining_task(
+    engine: Arc<MiningEngine>,
+    clock: Clock,
+    target: watch::Receiver<PowerTarget>,
+    period: std::time::Duration,
+    status: watch::Sender<MiningStatus>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut interval = tokio::time::interval(period);
+    interval.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = interval.tick() => {}
+            _ = shutdown.changed() => break,
+        }
+        let t = *target.borrow();
+        let now = clock.now_s();
+        let asked = engine.follow(t.watts_at(now), clock.real(t.valid_until_s - now));
+        status.send_replace(engine.status(asked));
+    }
+    engine.follow(0.0, std::time::Duration::ZERO);
 }
 
 async fn room_task(
@@ -236,6 +329,7 @@ async fn room_task(
     cfg: Config,
     clock: Clock,
     heat: DeadMan,
+    mining: Option<watch::Receiver<MiningStatus>>,
     truth_tx: watch::Sender<RoomTruth>,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -249,8 +343,16 @@ async fn room_task(
             _ = shutdown.changed() => return,
         }
         let now = clock.now_s();
-        // The heat applied over the interval is what the dead-man view allowed at its start.
-        let watts = heat.watts_at(last);
+        // The heat applied over the interval: what the ASIC draws (modelled), plus the rest of
+        // the budget as an ideal heater until the other workloads exist.
+        let budget = heat.watts_at(last);
+        let watts = match &mining {
+            Some(m) => {
+                let m = m.borrow();
+                (budget - m.target_watts).max(0.0) + m.power_watts
+            }
+            None => budget,
+        };
         room.step(
             now - last,
             watts,
@@ -321,6 +423,7 @@ struct ControlLoop {
     truth_rx: Option<watch::Receiver<RoomTruth>>,
     target_tx: watch::Sender<PowerTarget>,
     status_tx: watch::Sender<Status>,
+    mining_rx: Option<watch::Receiver<MiningStatus>>,
     last_outdoor: Option<f64>,
 }
 
@@ -363,6 +466,18 @@ impl ControlLoop {
                     trips = status.trips.len(),
                     "tick"
                 );
+                if let Some(m) = &status.mining {
+                    tracing::info!(
+                        pool = m.pool.as_deref().unwrap_or("-"),
+                        mhs = %format!("{:.2}", m.hashes_per_second / 1e6),
+                        difficulty = m.difficulty,
+                        asic_watts = %format!("{:.0}", m.power_watts),
+                        accepted = m.shares.accepted,
+                        rejected = m.shares.rejected.values().sum::<u64>(),
+                        stale = m.shares.stale,
+                        "mining"
+                    );
+                }
             }
             self.status_tx.send_replace(status);
             tick += 1;
@@ -440,6 +555,7 @@ impl ControlLoop {
             model_estimated: self.controller.model_is_estimated(),
             trips: verdict.trips,
             simulated_room_celsius: self.truth_rx.as_ref().map(|t| t.borrow().room_celsius),
+            mining: self.mining_rx.as_ref().map(|m| m.borrow().clone()),
         }
     }
 }

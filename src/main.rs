@@ -243,7 +243,7 @@ fn serve(config: Option<&Path>, sim_speed: Option<f64>) -> Result<()> {
             max_watts = cfg.heater.max_watts,
             "hearth starting"
         );
-        let daemon = hearth::daemon::spawn(cfg, Clock::local(speed))?;
+        let daemon = hearth::daemon::spawn(cfg, Clock::local(speed)).await?;
         wait_for_signal().await?;
         tracing::info!("shutting down");
         daemon.shutdown().await;

@@ -8,32 +8,38 @@ fn hearth() -> Command {
 }
 
 #[test]
-fn serve_logs_budget_and_room_and_stops_cleanly_on_sigterm() {
+fn serve_logs_budget_room_and_accepted_shares_and_stops_cleanly_on_sigterm() {
     let mut child = hearth()
         .args(["serve", "--sim-speed", "50"])
         .env("HEARTH_CONTROL__LOG_EVERY_TICKS", "1")
+        // A cold room wants heat whatever the hour; an easy pool finds shares fast.
+        .env("HEARTH_SIMULATION__INITIAL_CELSIUS", "15")
+        .env("HEARTH_MINING__LOCAL_POOL__INITIAL_DIFFICULTY", "0.0005")
         .stderr(Stdio::piped())
         .stdout(Stdio::null())
         .spawn()
         .unwrap();
     let stderr = child.stderr.take().unwrap();
     let mut lines = BufReader::new(stderr).lines();
-    let mut ticks = 0;
+    let (mut ticks, mut accepted) = (0, false);
     let mut seen = Vec::new();
-    // Read log lines until a few ticks with a room reading have been logged.
+    // Read log lines until ticks with a room reading and an accepted share have been logged.
     for line in lines.by_ref() {
         let line = line.unwrap();
-        seen.push(line.clone());
-        if line.contains("tick") && line.contains("budget_watts") && line.contains("room_celsius=")
+        if line.contains(" tick ")
+            && line.contains("budget_watts=")
+            && !line.contains("room_celsius=-")
         {
-            if !line.contains("room_celsius=-") {
-                ticks += 1;
-            }
-            if ticks >= 3 {
-                break;
-            }
+            ticks += 1;
         }
-        assert!(seen.len() < 100, "no tick lines: {seen:#?}");
+        if line.contains(" mining ") && !line.contains("accepted=0 ") {
+            accepted = true;
+        }
+        seen.push(line);
+        if ticks >= 3 && accepted {
+            break;
+        }
+        assert!(seen.len() < 2000, "no accepted share logged: {seen:#?}");
     }
     let kill = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])

@@ -11,6 +11,14 @@ use hearth::thermal::schedule::Override;
 use hearth::thermal::sensor::FileUnit;
 use std::time::Duration;
 
+/// The default config without mining: these tests run on tokio's paused clock, and the software
+/// ASIC's threads live in real time (tests/daemon_mining.rs covers mining in the daemon).
+fn base() -> Config {
+    let mut cfg = Config::default();
+    cfg.mining.enabled = false;
+    cfg
+}
+
 /// Monday noon: the default schedule holds 21 °C.
 fn noon() -> Clock {
     Clock::starting_at(12.0 * 3600.0, 0, 1.0)
@@ -26,7 +34,7 @@ fn tripped(s: &Status, kind: TripKind) -> bool {
 
 /// The default config with a file room sensor and a fixed outdoor temperature.
 fn file_sensor_config(path: &std::path::Path, unit: FileUnit) -> Config {
-    let mut cfg = Config::default();
+    let mut cfg = base();
     cfg.sensors.room = SourceConfig::File {
         path: path.to_path_buf(),
         unit,
@@ -41,9 +49,9 @@ async fn advance(seconds: f64) {
 
 #[tokio::test(start_paused = true)]
 async fn holds_the_setpoint_in_the_simulated_room() {
-    let mut cfg = Config::default();
+    let mut cfg = base();
     cfg.simulation.initial_celsius = 20.0;
-    let d = spawn(cfg, noon()).unwrap();
+    let d = spawn(cfg, noon()).await.unwrap();
     advance(4.0 * 3600.0).await;
     let s = status(&d);
     assert!(s.trips.is_empty(), "{:?}", s.trips);
@@ -59,9 +67,9 @@ async fn holds_the_setpoint_in_the_simulated_room() {
 
 #[tokio::test(start_paused = true)]
 async fn manual_override_raises_the_budget_and_then_expires() {
-    let mut cfg = Config::default();
+    let mut cfg = base();
     cfg.simulation.initial_celsius = 21.0;
-    let d = spawn(cfg, noon()).unwrap();
+    let d = spawn(cfg, noon()).await.unwrap();
     advance(600.0).await;
     let before = status(&d).budget_watts;
     let until = d.clock.now_s() + 1800.0;
@@ -94,7 +102,7 @@ async fn stale_sensor_forces_zero_within_one_tick_and_clears_after_clear_down() 
     let path = dir.path().join("temp");
     std::fs::write(&path, "19000\n").unwrap();
     let cfg = file_sensor_config(&path, FileUnit::Millicelsius);
-    let d = spawn(cfg.clone(), noon()).unwrap();
+    let d = spawn(cfg.clone(), noon()).await.unwrap();
     advance(60.0).await;
     assert!(status(&d).budget_watts > 0.0);
 
@@ -123,7 +131,7 @@ async fn garbage_in_the_sensor_file_goes_stale_not_hot() {
     let path = dir.path().join("w1_slave");
     std::fs::write(&path, "aa : crc=57 NO\naa t=19000\n").unwrap();
     let cfg = file_sensor_config(&path, FileUnit::W1Slave);
-    let d = spawn(cfg, noon()).unwrap();
+    let d = spawn(cfg, noon()).await.unwrap();
     advance(120.0).await;
     let s = status(&d);
     assert!(tripped(&s, TripKind::SensorStale), "{:?}", s.trips);
@@ -134,9 +142,9 @@ async fn garbage_in_the_sensor_file_goes_stale_not_hot() {
 
 #[tokio::test(start_paused = true)]
 async fn room_over_its_maximum_forces_zero() {
-    let mut cfg = Config::default();
+    let mut cfg = base();
     cfg.simulation.initial_celsius = 27.6;
-    let d = spawn(cfg, noon()).unwrap();
+    let d = spawn(cfg, noon()).await.unwrap();
     advance(3.0).await;
     let s = status(&d);
     assert!(tripped(&s, TripKind::RoomOverTemperature), "{:?}", s.trips);
@@ -146,7 +154,7 @@ async fn room_over_its_maximum_forces_zero() {
 
 #[tokio::test(start_paused = true)]
 async fn hot_chip_reported_by_an_engine_forces_zero() {
-    let d = spawn(Config::default(), noon()).unwrap();
+    let d = spawn(base(), noon()).await.unwrap();
     advance(30.0).await;
     assert!(status(&d).budget_watts > 0.0);
     d.chips.report(ChipReading {
@@ -165,11 +173,11 @@ async fn hot_chip_reported_by_an_engine_forces_zero() {
 /// Wall time is the stimulus here; nothing asserts on how long anything took.
 #[tokio::test]
 async fn stalled_control_loop_leaves_engines_cold_and_trips() {
-    let mut cfg = Config::default();
+    let mut cfg = base();
     cfg.control.tick_seconds = 0.02;
     cfg.safety.clear_down_seconds = 3600.0;
     let clock = noon();
-    let d = spawn(cfg.clone(), clock.clone()).unwrap();
+    let d = spawn(cfg.clone(), clock.clone()).await.unwrap();
     d.set_override(Some(Override {
         celsius: 25.0,
         until_s: None,
@@ -209,7 +217,7 @@ async fn stalled_control_loop_leaves_engines_cold_and_trips() {
 
 #[tokio::test(start_paused = true)]
 async fn shutdown_publishes_zero() {
-    let d = spawn(Config::default(), noon()).unwrap();
+    let d = spawn(base(), noon()).await.unwrap();
     advance(30.0).await;
     let target = d.target.clone();
     assert!(target.borrow().watts > 0.0);

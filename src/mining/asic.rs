@@ -348,6 +348,27 @@ impl SoftwareAsic {
         Ok((Self { shared, threads }, rx))
     }
 
+    /// Whether the board is powered: a non-zero rate whose deadline has not passed.
+    fn is_powered(&self, now: Instant) -> bool {
+        lock(&self.shared.control).command.rate_at(now) > 0.0
+    }
+
+    /// The rate command that maps a power target onto this board: 0 below idle power (board
+    /// off), else the fraction of the range from idle to max.
+    pub fn rate_for_watts(&self, watts: f64) -> f64 {
+        let cfg = &self.shared.cfg;
+        if watts <= cfg.idle_watts || cfg.max_watts <= cfg.idle_watts {
+            0.0
+        } else {
+            ((watts - cfg.idle_watts) / (cfg.max_watts - cfg.idle_watts)).min(1.0)
+        }
+    }
+
+    /// The configuration it runs with.
+    pub fn config(&self) -> &AsicConfig {
+        &self.shared.cfg
+    }
+
     /// The sequence number of the latest rate command (for tests and benches).
     pub fn command_seq(&self) -> u64 {
         lock(&self.shared.control).command_seq
@@ -428,7 +449,12 @@ impl AsicBackend for SoftwareAsic {
             },
             hashes_total: total,
             shares_found: self.shared.shares_found.load(Ordering::Relaxed),
-            power_watts: cfg.idle_watts + (cfg.max_watts - cfg.idle_watts) * duty,
+            // A board commanded to rate 0 (or past its deadline) is switched off: 0 W.
+            power_watts: if self.is_powered(now) {
+                cfg.idle_watts + (cfg.max_watts - cfg.idle_watts) * duty
+            } else {
+                0.0
+            },
             power_source: PowerSource::Modelled,
             duty,
             kernel: self.shared.kernel,

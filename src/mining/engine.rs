@@ -1,11 +1,14 @@
 //! The mining engine: connects the ASIC to the Stratum client. Jobs flow client → ASIC as
 //! [`Work`]; found shares flow ASIC → client. Neither side knows the other.
 
+use serde::Serialize;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 use tokio::task::JoinHandle;
 
-use super::asic::{AsicBackend, AsicConfig, AsicError, SoftwareAsic};
-use super::stratum::client::{ClientConfig, ClientError, StratumClient};
+use super::asic::{AsicBackend, AsicConfig, AsicError, PowerSource, RateCommand, SoftwareAsic};
+use super::sha256d::Kernel;
+use super::stratum::client::{ClientConfig, ClientError, ShareCounters, StratumClient};
 use crate::thermal::safety::ChipTemperatures;
 
 /// Why the engine could not start.
@@ -69,9 +72,65 @@ impl MiningEngine {
         })
     }
 
+    /// Runs the board at the power target (`watts`, clamped to its envelope) until `valid_for`
+    /// from now; without a fresh call by then it switches off (the dead-man timer).
+    pub fn follow(&self, watts: f64, valid_for: Duration) -> f64 {
+        let target = watts.clamp(0.0, self.asic.config().max_watts);
+        let rate = self.asic.rate_for_watts(target);
+        self.asic.set_rate(RateCommand {
+            rate,
+            valid_until: Some(Instant::now() + valid_for),
+        });
+        if rate > 0.0 {
+            target
+        } else {
+            0.0
+        }
+    }
+
+    /// Pool, hashrate, share accounting and power, for the status snapshot.
+    pub fn status(&self, target_watts: f64) -> MiningStatus {
+        let a = self.asic.stats();
+        let c = self.client.status();
+        MiningStatus {
+            pool: c.pool,
+            connected: c.connected,
+            difficulty: c.difficulty,
+            hashes_per_second: a.hashes_per_second,
+            shares: c.shares,
+            kernel: a.kernel,
+            target_watts,
+            power_watts: a.power_watts,
+            power_source: a.power_source,
+        }
+    }
+
     /// Stops the client and the work relay; the ASIC stops when the last handle drops.
     pub async fn shutdown(self) {
         self.work_task.abort();
         self.client.shutdown().await;
     }
+}
+
+/// The mining part of the status snapshot.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MiningStatus {
+    /// The pool in use.
+    pub pool: Option<String>,
+    /// Whether a pool session is up.
+    pub connected: bool,
+    /// Current share difficulty.
+    pub difficulty: f64,
+    /// Measured hashrate, H/s.
+    pub hashes_per_second: f64,
+    /// Share accounting.
+    pub shares: ShareCounters,
+    /// The scan kernel in use.
+    pub kernel: Kernel,
+    /// Power the board was asked for, W.
+    pub target_watts: f64,
+    /// Power the board draws, W.
+    pub power_watts: f64,
+    /// How `power_watts` was obtained.
+    pub power_source: PowerSource,
 }

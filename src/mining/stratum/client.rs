@@ -79,7 +79,8 @@ pub enum ClientError {
 }
 
 impl Endpoint {
-    fn address(&self) -> Result<String, ClientError> {
+    /// `host:port` from the URL.
+    pub fn address(&self) -> Result<String, ClientError> {
         let rest = self
             .url
             .strip_prefix("stratum+tcp://")

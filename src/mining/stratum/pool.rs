@@ -91,7 +91,8 @@ pub enum PoolError {
 }
 
 impl PoolConfig {
-    fn validate(&self) -> Result<Vec<u8>, PoolError> {
+    /// Checks every value; returns the payout script.
+    pub fn validate(&self) -> Result<Vec<u8>, PoolError> {
         let bad = |key, msg: String| Err(PoolError::Invalid { key, msg });
         if !(self.job_interval_seconds.is_finite() && self.job_interval_seconds > 0.0) {
             return bad("job_interval_seconds", "must be positive".into());

@@ -1,0 +1,65 @@
+//! The daemon mining end to end, in real time: the control loop's heat budget drives the
+//! software ASIC, which mines against the in-process local pool; the status snapshot reports it.
+
+use hearth::clock::Clock;
+use hearth::config::Config;
+use hearth::daemon::{spawn, Status};
+use hearth::thermal::safety::ChipReading;
+use std::time::Duration;
+
+fn config() -> Config {
+    let mut cfg = Config::default();
+    cfg.control.tick_seconds = 0.1;
+    // Cold room: the budget is high whatever the schedule says.
+    cfg.simulation.initial_celsius = 15.0;
+    cfg.mining.asic.chips = 1;
+    cfg.mining.local_pool.initial_difficulty = 2e-4;
+    cfg
+}
+
+async fn wait_for(
+    rx: &mut tokio::sync::watch::Receiver<Status>,
+    what: &str,
+    f: impl Fn(&Status) -> bool,
+) -> Status {
+    tokio::time::timeout(Duration::from_secs(60), rx.wait_for(|s| f(s)))
+        .await
+        .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
+        .unwrap()
+        .clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_mines_against_the_embedded_pool_and_fails_cold_on_a_trip() {
+    let d = spawn(config(), Clock::starting_at(12.0 * 3600.0, 0, 1.0))
+        .await
+        .unwrap();
+    let mut rx = d.status.clone();
+    let s = wait_for(&mut rx, "3 accepted shares", |s| {
+        s.mining.as_ref().is_some_and(|m| m.shares.accepted >= 3)
+    })
+    .await;
+    let m = s.mining.unwrap();
+    assert!(m.connected);
+    assert!(m.pool.unwrap().starts_with("stratum+tcp://127.0.0.1:"));
+    assert!(m.hashes_per_second > 0.0);
+    assert!(
+        m.power_watts > 20.0 && m.power_watts <= 400.0,
+        "{}",
+        m.power_watts
+    );
+    assert!(m.target_watts <= s.budget_watts + 1e-9);
+
+    // A hot chip trips safety: the budget and the board go to 0 W.
+    d.chips.report(ChipReading {
+        chip: "asic0".into(),
+        celsius: 99.0,
+        limit_celsius: 90.0,
+    });
+    let s = wait_for(&mut rx, "the board off", |s| {
+        s.budget_watts == 0.0 && s.mining.as_ref().is_some_and(|m| m.power_watts == 0.0)
+    })
+    .await;
+    assert!(!s.trips.is_empty());
+    d.shutdown().await;
+}
