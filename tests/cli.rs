@@ -19,6 +19,18 @@ fn serve_logs_budget_room_and_accepted_shares_and_stops_cleanly_on_sigterm() {
         .stdout(Stdio::null())
         .spawn()
         .unwrap();
+    // Watchdog: a daemon that misbehaves is killed, so the test fails instead of hanging (and
+    // never leaves an orphan hashing on the machine).
+    let pid = child.id().to_string();
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+    let watchdog = std::thread::spawn(move || {
+        if done_rx
+            .recv_timeout(std::time::Duration::from_secs(120))
+            .is_err()
+        {
+            let _ = Command::new("kill").args(["-KILL", &pid]).status();
+        }
+    });
     let stderr = child.stderr.take().unwrap();
     let mut lines = BufReader::new(stderr).lines();
     let (mut ticks, mut accepted) = (0, false);
@@ -39,8 +51,11 @@ fn serve_logs_budget_room_and_accepted_shares_and_stops_cleanly_on_sigterm() {
         if ticks >= 3 && accepted {
             break;
         }
-        assert!(seen.len() < 2000, "no accepted share logged: {seen:#?}");
     }
+    assert!(
+        ticks >= 3 && accepted,
+        "no accepted share logged: {seen:#?}"
+    );
     let kill = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
@@ -48,6 +63,8 @@ fn serve_logs_budget_room_and_accepted_shares_and_stops_cleanly_on_sigterm() {
     assert!(kill.success());
     let rest: Vec<String> = lines.map_while(Result::ok).collect();
     let status = child.wait().unwrap();
+    let _ = done_tx.send(());
+    watchdog.join().unwrap();
     assert!(status.success(), "exit {status:?}; log {rest:#?}");
     assert!(
         rest.iter().any(|l| l.contains("heat budget 0 W")),
