@@ -49,9 +49,14 @@ impl Clock {
         self.speed
     }
 
-    /// The real time that `clock_s` clock seconds take.
+    /// The real time that `clock_s` clock seconds take: zero for negative (or NaN) input,
+    /// [`Duration::MAX`] for an infinite or unrepresentable one.
     pub fn real(&self, clock_s: f64) -> Duration {
-        Duration::from_secs_f64((clock_s / self.speed).max(0.0))
+        let secs = clock_s / self.speed;
+        if secs.is_nan() || secs <= 0.0 {
+            return Duration::ZERO;
+        }
+        Duration::try_from_secs_f64(secs).unwrap_or(Duration::MAX)
     }
 }
 
@@ -65,4 +70,24 @@ pub fn format_clock(t_s: f64) -> String {
         (tod % 60.0) as u32,
     );
     format!("day {} {h:02}:{m:02}:{s:02}", day as i64 + 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn real_durations_saturate_instead_of_panicking() {
+        let c = Clock::starting_at(0.0, 0, 10.0);
+        assert_eq!(c.real(20.0), Duration::from_secs(2));
+        assert_eq!(c.real(-5.0), Duration::ZERO);
+        assert_eq!(c.real(f64::NAN), Duration::ZERO);
+        assert_eq!(c.real(f64::INFINITY), Duration::MAX);
+        assert_eq!(c.real(1e300), Duration::MAX);
+    }
+
+    #[test]
+    fn clock_format_names_day_and_time() {
+        assert_eq!(format_clock(86_400.0 + 3661.0), "day 2 01:01:01");
+    }
 }

@@ -510,8 +510,8 @@ fn bench(action: BenchAction) -> Result<()> {
             seconds,
             json,
         } => {
-            if threads == 0 || seconds.is_nan() || seconds <= 0.0 {
-                bail!("--threads and --seconds must be positive");
+            if threads == 0 || threads > 1024 || !(seconds > 0.0 && seconds <= 3600.0) {
+                bail!("--threads must be 1–1024 and --seconds in (0, 3600]");
             }
             let speeds = hearth::mining::bench::hash_speeds(threads, seconds);
             if json {
@@ -556,6 +556,10 @@ fn bench(action: BenchAction) -> Result<()> {
             println!(
                 "  first slice at the new rate: |duty − rate| mean {:.4}, max {:.4}; {} of {} steps within 5 %",
                 r.mean_duty_error, r.max_duty_error, r.within_5_percent, r.steps
+            );
+            println!(
+                "  new work (clean_jobs) → every chip hashing it: p50 {:.2} ms, max {:.2} ms",
+                r.work_switch_p50_ms, r.work_switch_max_ms
             );
             Ok(())
         }

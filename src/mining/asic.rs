@@ -198,6 +198,9 @@ pub struct ChipStats {
     /// The latest command seen and when the chip started its first slice under it.
     #[serde(skip)]
     pub command_applied: Option<(u64, Instant)>,
+    /// The latest work seen and when the chip started hashing it.
+    #[serde(skip)]
+    pub work_applied: Option<(u64, Instant)>,
 }
 
 /// A snapshot of the ASIC.
@@ -246,6 +249,7 @@ struct ChipState {
     slices: VecDeque<Slice>,
     last_command: u64,
     applied: Option<(u64, Instant)>,
+    work_applied: Option<(u64, Instant)>,
 }
 
 #[derive(Debug)]
@@ -318,6 +322,7 @@ impl SoftwareAsic {
                         slices: VecDeque::new(),
                         last_command: 0,
                         applied: None,
+                        work_applied: None,
                     })
                 })
                 .collect(),
@@ -367,6 +372,11 @@ impl SoftwareAsic {
     /// The configuration it runs with.
     pub fn config(&self) -> &AsicConfig {
         &self.shared.cfg
+    }
+
+    /// The sequence number of the latest work (for tests and benches).
+    pub fn work_seq(&self) -> u64 {
+        lock(&self.shared.control).work_seq
     }
 
     /// The sequence number of the latest rate command (for tests and benches).
@@ -436,6 +446,7 @@ impl AsicBackend for SoftwareAsic {
                 last_slice_command: c.last_command,
                 last_slice_started: last.map(|s| s.started),
                 command_applied: c.applied,
+                work_applied: c.work_applied,
             });
         }
         let n = cfg.chips as f64;
@@ -513,6 +524,7 @@ fn chip_loop(shared: &Shared, chip: usize) {
         if work_seq != seen_work {
             seen_work = work_seq;
             current = work.map(|w| ChipWork::next(shared, chip, w));
+            lock(&shared.chips[chip]).work_applied = Some((work_seq, Instant::now()));
         }
         let rate = if current.is_some() {
             command.rate_at(started)

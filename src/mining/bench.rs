@@ -85,33 +85,40 @@ pub struct ThrottleResponse {
     pub max_duty_error: f64,
     /// Steps whose first slice held the new rate within 5 % of full rate.
     pub within_5_percent: usize,
+    /// New work (as on a `clean_jobs` notify) until every chip hashes it: median, ms.
+    pub work_switch_p50_ms: f64,
+    /// The same, worst case, ms.
+    pub work_switch_max_ms: f64,
 }
 
 /// Steps the ASIC's rate `repeats` × 4 times and measures how fast and how exactly it follows.
 pub fn throttle_response(cfg: AsicConfig, repeats: usize) -> Result<ThrottleResponse, AsicError> {
     let chips = cfg.chips;
     let (asic, _found) = SoftwareAsic::start(cfg, None)?;
-    asic.set_work(Some(Work {
-        job: std::sync::Arc::new(StratumJob {
-            job_id: "bench".into(),
-            prevhash: [1; 32],
-            coinb1: vec![1],
-            coinb2: vec![2],
-            merkle_branches: vec![],
+    let work = |n: u32| -> Result<Work, AsicError> {
+        Ok(Work {
+            job: std::sync::Arc::new(StratumJob {
+                job_id: format!("bench{n}"),
+                prevhash: [n as u8; 32],
+                coinb1: vec![1],
+                coinb2: vec![2],
+                merkle_branches: vec![],
+                version: 0x2000_0000,
+                nbits: 0x1d00ffff,
+                ntime: n,
+                clean_jobs: true,
+            }),
+            extranonce1: vec![0; 4],
+            extranonce2_size: 4,
+            extranonce2_first: 0,
+            share_target: Target::from_difficulty(1e9).map_err(|e| AsicError::Invalid {
+                key: "difficulty",
+                msg: e.to_string(),
+            })?,
             version: 0x2000_0000,
-            nbits: 0x1d00ffff,
-            ntime: 0,
-            clean_jobs: true,
-        }),
-        extranonce1: vec![0; 4],
-        extranonce2_size: 4,
-        extranonce2_first: 0,
-        share_target: Target::from_difficulty(1e9).map_err(|e| AsicError::Invalid {
-            key: "difficulty",
-            msg: e.to_string(),
-        })?,
-        version: 0x2000_0000,
-    }));
+        })
+    };
+    asic.set_work(Some(work(u32::MAX)?));
     let mut latencies = Vec::new();
     let mut errors = Vec::new();
     for _ in 0..repeats {
@@ -149,6 +156,38 @@ pub fn throttle_response(cfg: AsicConfig, repeats: usize) -> Result<ThrottleResp
             errors.extend(duties.iter().map(|d| (d - rate).abs()));
         }
     }
+    // Work switches at full rate: the time until every chip hashes the new job.
+    asic.set_rate(RateCommand {
+        rate: 1.0,
+        valid_until: None,
+    });
+    let mut switches = Vec::new();
+    for n in 0..(4 * repeats) as u32 {
+        std::thread::sleep(Duration::from_millis(20));
+        let t0 = Instant::now();
+        asic.set_work(Some(work(n)?));
+        let seq = asic.work_seq();
+        let applied = loop {
+            let s = asic.stats();
+            let at: Vec<Instant> = s
+                .chips
+                .iter()
+                .filter_map(|c| c.work_applied)
+                .filter(|&(q, _)| q == seq)
+                .map(|(_, at)| at)
+                .collect();
+            if at.len() == chips {
+                break at
+                    .into_iter()
+                    .max()
+                    .map(|t| t.duration_since(t0))
+                    .unwrap_or_default();
+            }
+            std::thread::sleep(Duration::from_micros(200));
+        };
+        switches.push(applied.as_secs_f64() * 1e3);
+    }
+    switches.sort_by(f64::total_cmp);
     latencies.sort_by(f64::total_cmp);
     let steps = latencies.len();
     let within = errors
@@ -162,5 +201,7 @@ pub fn throttle_response(cfg: AsicConfig, repeats: usize) -> Result<ThrottleResp
         mean_duty_error: errors.iter().sum::<f64>() / errors.len().max(1) as f64,
         max_duty_error: errors.iter().copied().fold(0.0, f64::max),
         within_5_percent: within,
+        work_switch_p50_ms: switches.get(switches.len() / 2).copied().unwrap_or(0.0),
+        work_switch_max_ms: switches.last().copied().unwrap_or(0.0),
     })
 }

@@ -77,9 +77,10 @@ impl MiningEngine {
     pub fn follow(&self, watts: f64, valid_for: Duration) -> f64 {
         let target = watts.clamp(0.0, self.asic.config().max_watts);
         let rate = self.asic.rate_for_watts(target);
+        // An unbounded deadline (a target that never expires) cannot overflow the clock.
         self.asic.set_rate(RateCommand {
             rate,
-            valid_until: Some(Instant::now() + valid_for),
+            valid_until: Instant::now().checked_add(valid_for),
         });
         if rate > 0.0 {
             target

@@ -76,6 +76,9 @@ pub enum ClientError {
     /// A URL is not `stratum+tcp://host:port`.
     #[error("pool url {0:?}: expected stratum+tcp://host:port")]
     Url(String),
+    /// The primary probe interval is out of range.
+    #[error("primary_probe_seconds must be 0.1–86400, got {0}")]
+    Probe(f64),
 }
 
 impl Endpoint {
@@ -158,6 +161,9 @@ impl StratumClient {
         }
         for p in &cfg.pools {
             p.address()?;
+        }
+        if !(0.1..=86_400.0).contains(&cfg.primary_probe_seconds) {
+            return Err(ClientError::Probe(cfg.primary_probe_seconds));
         }
         let status = Arc::new(Mutex::new(ClientStatus::default()));
         let (shares_tx, shares_rx) = mpsc::unbounded_channel();
@@ -346,7 +352,8 @@ impl Runner {
         lock(&self.status).queued = 0;
         self.publish_work(&s);
 
-        let probe_every = Duration::from_secs_f64(self.cfg.primary_probe_seconds.max(0.1));
+        // `start` checked that the probe interval is within 0.1 s – 1 day.
+        let probe_every = Duration::from_secs_f64(self.cfg.primary_probe_seconds);
         let mut probe = tokio::time::interval_at(Instant::now() + probe_every, probe_every);
         loop {
             tokio::select! {

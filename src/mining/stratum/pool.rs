@@ -94,8 +94,11 @@ impl PoolConfig {
     /// Checks every value; returns the payout script.
     pub fn validate(&self) -> Result<Vec<u8>, PoolError> {
         let bad = |key, msg: String| Err(PoolError::Invalid { key, msg });
-        if !(self.job_interval_seconds.is_finite() && self.job_interval_seconds > 0.0) {
-            return bad("job_interval_seconds", "must be positive".into());
+        if !(self.job_interval_seconds > 0.0 && self.job_interval_seconds <= 86_400.0) {
+            return bad(
+                "job_interval_seconds",
+                format!("must be in (0, 86400], got {}", self.job_interval_seconds),
+            );
         }
         if !(self.initial_difficulty > 0.0 && self.min_difficulty > 0.0) {
             return bad("initial_difficulty", "difficulties must be positive".into());
