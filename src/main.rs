@@ -106,6 +106,19 @@ enum BenchAction {
         #[arg(long)]
         json: bool,
     },
+    /// Mine against a local pool and compare the hashrate the pool measures from share
+    /// difficulty with the hashrate the ASIC reports.
+    Stratum {
+        /// Minutes to measure (after 30 s for vardiff to settle).
+        #[arg(long, default_value_t = 10.0)]
+        minutes: f64,
+        /// Chips (threads).
+        #[arg(long, default_value_t = 2)]
+        chips: usize,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
     /// How fast the software ASIC follows rate steps (time until the new rate holds within 5 %).
     Asic {
         /// Rounds of four rate steps.
@@ -532,6 +545,50 @@ fn bench(action: BenchAction) -> Result<()> {
                     k.ratio_to_portable
                 );
             }
+            Ok(())
+        }
+        BenchAction::Stratum {
+            minutes,
+            chips,
+            json,
+        } => {
+            if !(minutes > 0.0 && minutes <= 24.0 * 60.0) {
+                bail!("--minutes must be in (0, 1440]");
+            }
+            let cfg = hearth::mining::asic::AsicConfig {
+                chips,
+                ..Default::default()
+            };
+            let rt = tokio::runtime::Runtime::new().context("starting the tokio runtime")?;
+            let r = rt
+                .block_on(hearth::mining::bench::hashrate_agreement(
+                    cfg,
+                    minutes * 60.0,
+                ))
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&r)?);
+                return Ok(());
+            }
+            println!(
+                "{chips} chips at full rate against the local pool for {:.0} s, {} accepted shares",
+                r.seconds, r.shares
+            );
+            println!(
+                "  pool, from accepted share difficulty: {:.2} MH/s",
+                r.pool_hashes_per_second / 1e6
+            );
+            println!(
+                "  ASIC, hashes computed:                {:.2} MH/s",
+                r.asic_hashes_per_second / 1e6
+            );
+            println!(
+                "  pool / ASIC = {:.3}; expected 1 ± {:.3} (1σ, Poisson over {} shares): {:.1}σ off",
+                r.ratio,
+                r.relative_sigma,
+                r.shares,
+                (r.ratio - 1.0).abs() / r.relative_sigma
+            );
             Ok(())
         }
         BenchAction::Asic {

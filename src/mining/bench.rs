@@ -205,3 +205,74 @@ pub fn throttle_response(cfg: AsicConfig, repeats: usize) -> Result<ThrottleResp
         work_switch_max_ms: switches.last().copied().unwrap_or(0.0),
     })
 }
+
+/// The hashrate the pool measures from accepted share difficulty, against what the ASIC reports.
+#[derive(Debug, Clone, Serialize)]
+pub struct HashrateAgreement {
+    /// Seconds measured.
+    pub seconds: f64,
+    /// Shares the pool accepted.
+    pub shares: u64,
+    /// Σ accepted difficulty · 2^32 / seconds, H/s.
+    pub pool_hashes_per_second: f64,
+    /// Hashes the ASIC computed / seconds, H/s.
+    pub asic_hashes_per_second: f64,
+    /// pool / ASIC.
+    pub ratio: f64,
+    /// One standard deviation of the pool's estimate, relative (shares are Poisson: 1/√N).
+    pub relative_sigma: f64,
+}
+
+/// Mines at full rate against a local pool for `seconds` and compares the two hashrates.
+pub async fn hashrate_agreement(
+    asic: AsicConfig,
+    seconds: f64,
+) -> Result<HashrateAgreement, Box<dyn std::error::Error + Send + Sync>> {
+    use super::engine::MiningEngine;
+    use super::stratum::client::{ClientConfig, Endpoint};
+    use super::stratum::pool::{LocalPool, PoolConfig};
+    // Vardiff aims at a share every second or two, for enough shares in a short run.
+    let pool_cfg = PoolConfig {
+        target_shares_per_minute: 40.0,
+        retarget_seconds: 10.0,
+        ..PoolConfig::default()
+    };
+    let pool = LocalPool::start(pool_cfg, ([127, 0, 0, 1], 0).into()).await?;
+    let client = ClientConfig {
+        pools: vec![Endpoint {
+            url: format!("stratum+tcp://{}", pool.addr()),
+            user: "bench".into(),
+            password: String::new(),
+        }],
+        ..ClientConfig::default()
+    };
+    let engine = MiningEngine::start(asic, client, None)?;
+    engine.asic.set_rate(RateCommand {
+        rate: 1.0,
+        valid_until: None,
+    });
+    // Let vardiff settle before measuring.
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    let work0 = pool.stats().get("bench").map_or(0.0, |w| w.accepted_work);
+    let shares0 = pool.stats().get("bench").map_or(0, |w| w.accepted);
+    let hashes0 = engine.asic.stats().hashes_total;
+    let t0 = Instant::now();
+    tokio::time::sleep(Duration::from_secs_f64(seconds)).await;
+    let elapsed = t0.elapsed().as_secs_f64();
+    let hashes = engine.asic.stats().hashes_total - hashes0;
+    let stats = pool.stats();
+    let w = stats.get("bench").cloned().unwrap_or_default();
+    engine.shutdown().await;
+    pool.shutdown().await;
+    let shares = w.accepted - shares0;
+    let pool_hps = (w.accepted_work - work0) * 4_294_967_296.0 / elapsed;
+    let asic_hps = hashes as f64 / elapsed;
+    Ok(HashrateAgreement {
+        seconds: elapsed,
+        shares,
+        pool_hashes_per_second: pool_hps,
+        asic_hashes_per_second: asic_hps,
+        ratio: pool_hps / asic_hps.max(1.0),
+        relative_sigma: 1.0 / (shares.max(1) as f64).sqrt(),
+    })
+}
