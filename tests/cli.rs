@@ -7,6 +7,17 @@ fn hearth() -> Command {
     Command::new(env!("CARGO_BIN_EXE_hearth"))
 }
 
+/// Runs a command that must succeed and print JSON; returns the JSON.
+fn json_of(cmd: &mut Command) -> serde_json::Value {
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
 #[test]
 fn serve_logs_budget_room_and_accepted_shares_and_stops_cleanly_on_sigterm() {
     let mut child = hearth()
@@ -118,19 +129,13 @@ fn invalid_config_fails_with_the_key_named() {
 fn simulate_prints_json_kpis_for_both_controllers_and_plots() {
     let dir = tempfile::tempdir().unwrap();
     let png = dir.path().join("run.png");
-    let out = hearth()
-        .args([
-            "simulate", "--hours", "24", "--json", "--set", "seed=3", "--plot",
-        ])
-        .arg(&png)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let v = json_of(
+        hearth()
+            .args([
+                "simulate", "--hours", "24", "--json", "--set", "seed=3", "--plot",
+            ])
+            .arg(&png),
     );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let names: Vec<&str> = v["controllers"]
         .as_array()
         .unwrap()
@@ -169,17 +174,7 @@ fn simulate_rejects_bad_parameters_clearly() {
 const GENESIS: &str = "0100000000000000000000000000000000000000000000000000000000000000000000003ba3edfd7a7b12b27ac72c3e67768f617fc81bc3888a51323a9fb8aa4b1e5e4a29ab5f49ffff001d1dac2b7c";
 
 fn scan_json(args: &[&str]) -> serde_json::Value {
-    let out = hearth()
-        .args(["mine", "scan", "--json"])
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
+    json_of(hearth().args(["mine", "scan", "--json"]).args(args))
 }
 
 #[test]
@@ -259,16 +254,7 @@ fn mine_scan_rejects_malformed_input_clearly() {
 
 #[test]
 fn bench_hash_reports_every_supported_kernel_against_portable() {
-    let out = hearth()
-        .args(["bench", "hash", "--seconds", "0.2", "--json"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = json_of(hearth().args(["bench", "hash", "--seconds", "0.2", "--json"]));
     let rows = v.as_array().unwrap();
     assert_eq!(
         rows.len(),
