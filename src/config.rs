@@ -219,7 +219,7 @@ impl Default for SimulationConfig {
 pub struct MiningConfig {
     /// Hash with the software ASIC while the room wants heat.
     pub enabled: bool,
-    /// Pools in failover order (`stratum+tcp://host:port`); empty: the in-process local pool.
+    /// Pools in failover order (`stratum+tcp://` or `stratum+ssl://host:port`); empty: the in-process local pool.
     pub pools: Vec<Endpoint>,
     /// The software ASIC.
     pub asic: AsicConfig,
@@ -508,8 +508,11 @@ impl Config {
             return bad("mining.local_pool", e.to_string());
         }
         for (i, p) in m.pools.iter().enumerate() {
-            if let Err(e) = p.address() {
+            if let Err(e) = p.parsed_url() {
                 return bad(&format!("mining.pools[{i}].url"), e.to_string());
+            }
+            if let Err(e) = p.link() {
+                return bad(&format!("mining.pools[{i}].tls_ca"), e.to_string());
             }
         }
         let sim = &self.simulation;

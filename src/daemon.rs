@@ -184,6 +184,7 @@ async fn start_mining(
             url: format!("stratum+tcp://{}", pool.addr()),
             user: "hearth".into(),
             password: String::new(),
+            tls_ca: None,
         };
         (vec![ep], Some(pool))
     } else {

@@ -42,18 +42,8 @@ enum Command {
         #[command(subcommand)]
         action: MineAction,
     },
-    /// Run the local Stratum V1 pool on its own (the daemon will also run it in-process).
-    Pool {
-        /// Address to listen on.
-        #[arg(long, default_value = "127.0.0.1:3333")]
-        listen: std::net::SocketAddr,
-        /// Seconds between jobs.
-        #[arg(long, default_value_t = 30.0)]
-        job_interval: f64,
-        /// Shares per minute vardiff aims at.
-        #[arg(long, default_value_t = 10.0)]
-        shares_per_minute: f64,
-    },
+    /// Run the local Stratum V1 pool on its own (the daemon also runs it in-process).
+    Pool(PoolArgs),
     /// Measure performance.
     Bench {
         #[command(subcommand)]
@@ -209,11 +199,7 @@ fn main() -> Result<()> {
             action: MineAction::Scan(args),
         } => mine_scan(&args),
         Command::Bench { action } => bench(action),
-        Command::Pool {
-            listen,
-            job_interval,
-            shares_per_minute,
-        } => run_pool(listen, job_interval, shares_per_minute),
+        Command::Pool(args) => run_pool(args),
     }
 }
 
@@ -623,17 +609,43 @@ fn bench(action: BenchAction) -> Result<()> {
     }
 }
 
-fn run_pool(listen: std::net::SocketAddr, job_interval: f64, shares_per_minute: f64) -> Result<()> {
+/// `hearth pool` options.
+#[derive(clap::Args)]
+struct PoolArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:3333")]
+    listen: std::net::SocketAddr,
+    /// Seconds between jobs.
+    #[arg(long, default_value_t = 30.0)]
+    job_interval: f64,
+    /// Shares per minute vardiff aims at.
+    #[arg(long, default_value_t = 10.0)]
+    shares_per_minute: f64,
+    /// Serve `stratum+ssl://` with this PEM certificate chain (needs --tls-key).
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<std::path::PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<std::path::PathBuf>,
+}
+
+fn run_pool(args: PoolArgs) -> Result<()> {
     init_logging();
     let cfg = hearth::mining::stratum::pool::PoolConfig {
-        job_interval_seconds: job_interval,
-        target_shares_per_minute: shares_per_minute,
+        job_interval_seconds: args.job_interval,
+        target_shares_per_minute: args.shares_per_minute,
         ..Default::default()
     };
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(hearth::mining::stratum::transport::server_tls(cert, key)?),
+        _ => None,
+    };
+    let scheme = if tls.is_some() { "ssl" } else { "tcp" };
     let rt = tokio::runtime::Runtime::new().context("starting the tokio runtime")?;
     rt.block_on(async move {
-        let pool = hearth::mining::stratum::pool::LocalPool::start(cfg, listen).await?;
-        println!("local pool on stratum+tcp://{}", pool.addr());
+        let pool =
+            hearth::mining::stratum::pool::LocalPool::start_with_tls(cfg, args.listen, tls).await?;
+        println!("local pool on stratum+{scheme}://{}", pool.addr());
         wait_for_signal().await?;
         for (worker, w) in pool.stats() {
             tracing::info!(worker, accepted = w.accepted, work = w.accepted_work, rejected = ?w.rejected, "final worker stats");

@@ -6,6 +6,7 @@ use hearth::mining::asic::{AsicBackend, AsicConfig, RateCommand};
 use hearth::mining::engine::MiningEngine;
 use hearth::mining::stratum::client::{ClientConfig, ClientStatus, Endpoint};
 use hearth::mining::stratum::pool::{LocalPool, PoolConfig};
+use hearth::mining::stratum::transport::server_tls;
 use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
@@ -29,6 +30,7 @@ fn endpoint(addr: SocketAddr) -> Endpoint {
         url: format!("stratum+tcp://{addr}"),
         user: "heater.1".into(),
         password: "x".into(),
+        tls_ca: None,
     }
 }
 
@@ -241,6 +243,79 @@ async fn a_hostile_pool_writing_garbage_cannot_crash_the_client() {
     let s = e.client.status();
     assert!(!s.connected);
     assert_eq!(s.connects, 0);
+    assert!(s.last_error.is_some());
     assert_eq!(s.shares.found, s.shares.settled() + s.queued as u64);
     e.shutdown().await;
+}
+
+/// A self-signed certificate for `localhost`, written as PEM files into `dir`.
+fn self_signed(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let cert = dir.join("pool.crt");
+    let key = dir.join("pool.key");
+    std::fs::write(&cert, ck.cert.pem()).unwrap();
+    std::fs::write(&key, ck.signing_key.serialize_pem()).unwrap();
+    (cert, key)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stratum_over_tls_mines_and_counts_like_tcp() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = self_signed(dir.path());
+    let acceptor = server_tls(&cert, &key).unwrap();
+    let pool = LocalPool::start_with_tls(
+        pool_config(),
+        "127.0.0.1:0".parse().unwrap(),
+        Some(acceptor),
+    )
+    .await
+    .unwrap();
+    let ep = Endpoint {
+        url: format!("stratum+ssl://localhost:{}", pool.addr().port()),
+        tls_ca: Some(cert.clone()),
+        ..endpoint(pool.addr())
+    };
+    let e = engine(vec![ep]);
+    wait_for("10 accepted shares over TLS", || {
+        e.client.status().shares.accepted >= 10
+    })
+    .await;
+    let s = settle(&e).await;
+    let p = &pool.stats()["heater.1"];
+    assert_eq!(s.shares.accepted, p.accepted);
+    assert!(s.shares.rejected.is_empty(), "{:?}", s.shares.rejected);
+    e.shutdown().await;
+    pool.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_untrusted_tls_pool_is_never_used_and_no_share_is_lost() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = self_signed(dir.path());
+    let pool = LocalPool::start_with_tls(
+        pool_config(),
+        "127.0.0.1:0".parse().unwrap(),
+        Some(server_tls(&cert, &key).unwrap()),
+    )
+    .await
+    .unwrap();
+    // Trusting only the web roots, the self-signed pool fails the handshake every time.
+    let ep = Endpoint {
+        url: format!("stratum+ssl://localhost:{}", pool.addr().port()),
+        ..endpoint(pool.addr())
+    };
+    let e = engine(vec![ep]);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let s = e.client.status();
+    assert!(!s.connected);
+    assert_eq!(s.connects, 0);
+    let why = s.last_error.clone().unwrap_or_default();
+    assert!(why.contains("certificate"), "{why}");
+    assert!(pool.stats().is_empty(), "{:?}", pool.stats());
+    // Nothing is hashed without a job, and whatever was found is queued, not lost.
+    assert_eq!(s.shares.found, s.shares.settled() + s.queued as u64);
+    e.shutdown().await;
+    pool.shutdown().await;
 }

@@ -243,6 +243,7 @@ pub async fn hashrate_agreement(
             url: format!("stratum+tcp://{}", pool.addr()),
             user: "bench".into(),
             password: String::new(),
+            tls_ca: None,
         }],
         ..ClientConfig::default()
     };

@@ -10,16 +10,19 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 use thiserror::Error;
-use tokio::io::{AsyncWriteExt, BufReader};
+use tokio::io::{AsyncWriteExt, BufReader, ReadHalf, WriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio::time::{timeout, Duration, Instant};
+use tokio_rustls::TlsConnector;
 
 use super::lines::{read_line, Line};
 use super::message::{parse_pool_line, request, submit_params, PoolMessage, Submit};
+use super::transport::{self, BoxConn, PoolUrl, Scheme, TransportError};
 use crate::mining::asic::{FoundShare, Work};
 use crate::mining::header::{StratumJob, Target};
 
@@ -27,13 +30,16 @@ use crate::mining::header::{StratumJob, Target};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Endpoint {
-    /// `stratum+tcp://host:port`.
+    /// `stratum+tcp://host:port`, or `stratum+ssl://host:port` for TLS.
     pub url: String,
     /// Worker name.
     pub user: String,
     /// Password.
     #[serde(default)]
     pub password: String,
+    /// PEM certificates to trust for this pool's TLS instead of the Mozilla root set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_ca: Option<PathBuf>,
 }
 
 /// Client configuration.
@@ -68,33 +74,43 @@ impl Default for ClientConfig {
 }
 
 /// A configuration the client cannot use.
-#[derive(Debug, Error, PartialEq)]
+#[derive(Debug, Error)]
 pub enum ClientError {
     /// No pool is configured.
     #[error("no pool configured")]
     NoPools,
-    /// A URL is not `stratum+tcp://host:port`.
-    #[error("pool url {0:?}: expected stratum+tcp://host:port")]
-    Url(String),
+    /// A URL, CA file or TLS setting is unusable.
+    #[error(transparent)]
+    Transport(#[from] TransportError),
     /// The primary probe interval is out of range.
     #[error("primary_probe_seconds must be 0.1–86400, got {0}")]
     Probe(f64),
 }
 
 impl Endpoint {
-    /// `host:port` from the URL.
-    pub fn address(&self) -> Result<String, ClientError> {
-        let rest = self
-            .url
-            .strip_prefix("stratum+tcp://")
-            .ok_or_else(|| ClientError::Url(self.url.clone()))?;
-        match rest.rsplit_once(':') {
-            Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => {
-                Ok(rest.trim_end_matches('/').to_string())
-            }
-            _ => Err(ClientError::Url(self.url.clone())),
-        }
+    /// The parsed URL.
+    pub fn parsed_url(&self) -> Result<PoolUrl, TransportError> {
+        PoolUrl::parse(&self.url)
     }
+
+    /// The URL and, for `stratum+ssl://`, the TLS connector (reads `tls_ca` if set).
+    pub fn link(&self) -> Result<Link, TransportError> {
+        let url = self.parsed_url()?;
+        let tls = match url.scheme {
+            Scheme::Tcp => None,
+            Scheme::Tls => Some(transport::client_tls(self.tls_ca.as_deref())?),
+        };
+        Ok(Link { url, tls })
+    }
+}
+
+/// How to reach one pool.
+#[derive(Clone)]
+pub struct Link {
+    /// Where.
+    pub url: PoolUrl,
+    /// TLS, for `stratum+ssl://`.
+    pub tls: Option<TlsConnector>,
 }
 
 /// Where every found share ended up.
@@ -138,6 +154,8 @@ pub struct ClientStatus {
     pub in_flight: usize,
     /// Connections made since start.
     pub connects: u64,
+    /// Why the last session ended or failed to start, if it did.
+    pub last_error: Option<String>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -159,9 +177,11 @@ impl StratumClient {
         if cfg.pools.is_empty() {
             return Err(ClientError::NoPools);
         }
-        for p in &cfg.pools {
-            p.address()?;
-        }
+        let links = cfg
+            .pools
+            .iter()
+            .map(Endpoint::link)
+            .collect::<Result<Vec<_>, _>>()?;
         if !(0.1..=86_400.0).contains(&cfg.primary_probe_seconds) {
             return Err(ClientError::Probe(cfg.primary_probe_seconds));
         }
@@ -171,6 +191,7 @@ impl StratumClient {
         let (shutdown, shutdown_rx) = watch::channel(false);
         let runner = Runner {
             cfg,
+            links,
             status: status.clone(),
             shares: shares_rx,
             work_tx,
@@ -220,6 +241,8 @@ enum Ended {
 
 struct Runner {
     cfg: ClientConfig,
+    /// One per pool, in `cfg.pools` order.
+    links: Vec<Link>,
     status: Arc<Mutex<ClientStatus>>,
     shares: mpsc::UnboundedReceiver<FoundShare>,
     work_tx: watch::Sender<Option<Work>>,
@@ -247,6 +270,7 @@ impl Runner {
                 Ended::Failed(why) => {
                     let url = &self.cfg.pools[index].url;
                     tracing::warn!(pool = %url, reason = %why, "pool session ended");
+                    lock(&self.status).last_error = Some(format!("{url}: {why}"));
                 }
             }
             {
@@ -299,17 +323,18 @@ impl Runner {
 
     async fn session(&mut self, index: usize) -> Ended {
         let ep = self.cfg.pools[index].clone();
-        let addr = match ep.address() {
-            Ok(a) => a,
-            Err(e) => return Ended::Failed(e.to_string()),
-        };
-        let stream = match timeout(Duration::from_secs(5), TcpStream::connect(&addr)).await {
+        let link = &self.links[index];
+        let stream = match timeout(
+            Duration::from_secs(10),
+            transport::connect(&link.url, link.tls.as_ref()),
+        )
+        .await
+        {
             Ok(Ok(s)) => s,
             Ok(Err(e)) => return Ended::Failed(format!("connect: {e}")),
             Err(_) => return Ended::Failed("connect timed out".into()),
         };
-        let _ = stream.set_nodelay(true);
-        let (r, w) = stream.into_split();
+        let (r, w) = tokio::io::split(stream);
         let resume = self
             .resume
             .as_ref()
@@ -383,15 +408,17 @@ impl Runner {
                     }
                 }
                 _ = probe.tick(), if index != 0 => {
-                    if let Ok(primary) = self.cfg.pools[0].address() {
-                        if let Ok(Ok(_)) = timeout(Duration::from_secs(2), TcpStream::connect(primary)).await {
-                            self.end(&mut s, String::new());
-                            return Ended::PrimaryBack;
-                        }
+                    // Liveness only: the TCP port answers (a TLS primary handshakes on the switch).
+                    let primary = self.links[0].url.address();
+                    if let Ok(Ok(_)) = timeout(Duration::from_secs(2), TcpStream::connect(primary)).await {
+                        self.end(&mut s, String::new());
+                        s.close().await;
+                        return Ended::PrimaryBack;
                     }
                 }
                 _ = self.shutdown.changed() => {
                     self.end(&mut s, String::new());
+                    s.close().await;
                     return Ended::Shutdown;
                 }
             }
@@ -608,8 +635,8 @@ fn backoff(initial_ms: u64, max_ms: u64, attempt: u32) -> Duration {
 }
 
 struct Session {
-    reader: BufReader<tokio::net::tcp::OwnedReadHalf>,
-    writer: tokio::net::tcp::OwnedWriteHalf,
+    reader: BufReader<ReadHalf<BoxConn>>,
+    writer: WriteHalf<BoxConn>,
     next_id: u64,
     pending: HashMap<u64, FoundShare>,
     jobs: VecDeque<Arc<StratumJob>>,
@@ -623,6 +650,11 @@ struct Session {
 }
 
 impl Session {
+    /// Closes the stream cleanly (TLS close_notify), waiting at most a second.
+    async fn close(&mut self) {
+        let _ = timeout(Duration::from_secs(1), self.writer.shutdown()).await;
+    }
+
     async fn send(&mut self, line: &str) -> Result<(), String> {
         self.writer
             .write_all(line.as_bytes())

@@ -15,12 +15,14 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{broadcast, watch};
 use tokio::task::JoinHandle;
 use tokio::time::{Duration, Instant};
+use tokio_rustls::TlsAcceptor;
 
 use super::lines::{read_line, Line};
 use super::message::{
     codes, error_response, notification, notify_params, parse_miner_line, response, MinerMessage,
     Submit,
 };
+use super::transport::BoxConn;
 use crate::mining::header::{rolled_version, sha256d, StratumJob, Target};
 
 /// Configuration of the local pool.
@@ -270,8 +272,17 @@ pub struct LocalPool {
 }
 
 impl LocalPool {
-    /// Binds `listen` and starts serving.
+    /// Binds `listen` and starts serving plain `stratum+tcp://`.
     pub async fn start(cfg: PoolConfig, listen: SocketAddr) -> Result<Self, PoolError> {
+        Self::start_with_tls(cfg, listen, None).await
+    }
+
+    /// Binds `listen` and starts serving, over TLS (`stratum+ssl://`) when `tls` is given.
+    pub async fn start_with_tls(
+        cfg: PoolConfig,
+        listen: SocketAddr,
+        tls: Option<TlsAcceptor>,
+    ) -> Result<Self, PoolError> {
         let script = cfg.validate()?;
         let listener = TcpListener::bind(listen)
             .await
@@ -301,8 +312,9 @@ impl LocalPool {
         });
         shared.next_job(true);
         let (shutdown, shutdown_rx) = watch::channel(false);
-        let task = tokio::spawn(serve(listener, shared.clone(), shutdown_rx));
-        tracing::info!(%addr, "local pool listening");
+        let tls_on = tls.is_some();
+        let task = tokio::spawn(serve(listener, tls, shared.clone(), shutdown_rx));
+        tracing::info!(%addr, tls = tls_on, "local pool listening");
         Ok(Self {
             addr,
             shared,
@@ -335,6 +347,7 @@ impl LocalPool {
 
 async fn serve(
     listener: TcpListener,
+    tls: Option<TlsAcceptor>,
     shared: Arc<PoolShared>,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -352,7 +365,7 @@ async fn serve(
                         st.next_extranonce1
                     };
                     let session = Session::new(shared.clone(), en1);
-                    sessions.spawn(session.run(stream, peer, shutdown.clone()));
+                    sessions.spawn(session.accept(stream, tls.clone(), peer, shutdown.clone()));
                 }
                 Err(e) => tracing::warn!(error = %e, "local pool accept failed"),
             },
@@ -392,13 +405,35 @@ impl Session {
         }
     }
 
-    async fn run(
-        mut self,
+    /// Completes the TLS handshake (bounded to 10 s) if there is one, then runs the session.
+    async fn accept(
+        self,
         stream: TcpStream,
+        tls: Option<TlsAcceptor>,
         peer: SocketAddr,
-        mut shutdown: watch::Receiver<bool>,
+        shutdown: watch::Receiver<bool>,
     ) {
-        let (r, mut w) = stream.into_split();
+        let conn: BoxConn = match tls {
+            None => Box::new(stream),
+            Some(acceptor) => {
+                match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream)).await {
+                    Ok(Ok(s)) => Box::new(s),
+                    Ok(Err(e)) => {
+                        tracing::warn!(%peer, error = %e, "pool: TLS handshake failed");
+                        return;
+                    }
+                    Err(_) => {
+                        tracing::warn!(%peer, "pool: TLS handshake timed out");
+                        return;
+                    }
+                }
+            }
+        };
+        self.run(conn, peer, shutdown).await
+    }
+
+    async fn run(mut self, stream: BoxConn, peer: SocketAddr, mut shutdown: watch::Receiver<bool>) {
+        let (r, mut w) = tokio::io::split(stream);
         let mut reader = BufReader::new(r);
         let mut jobs = self.shared.jobs_tx.subscribe();
         tracing::debug!(%peer, "pool session opened");
@@ -429,6 +464,8 @@ impl Session {
                 }
             }
         }
+        // A clean close (TLS close_notify), bounded so a stuck peer cannot hold the session.
+        let _ = tokio::time::timeout(Duration::from_secs(1), w.shutdown()).await;
         lock(&self.shared.state).released.insert(self.extranonce1);
         tracing::debug!(%peer, "pool session closed");
     }
