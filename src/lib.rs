@@ -5,6 +5,7 @@
 pub mod clock;
 pub mod config;
 pub mod daemon;
+pub mod gpu;
 pub mod mining;
 pub mod power;
 pub mod sim;

@@ -1,0 +1,265 @@
+//! Pure-Rust CPU references. Every dot product / reduction is summed in the same order as
+//! the WGSL kernels (increasing index, starting from 0.0, bias added last), so differences
+//! to the GPU come only from per-operation rounding (exp/log/tanh precision, FMA contraction).
+
+use super::kernels::TrainShape;
+
+/// Row-major matmul: a (m x k) . b (k x n) -> m x n.
+pub fn matmul(a: &[f32], b: &[f32], m: usize, k: usize, n: usize) -> Vec<f32> {
+    assert_eq!(a.len(), m * k);
+    assert_eq!(b.len(), k * n);
+    let mut out = vec![0.0f32; m * n];
+    for i in 0..m {
+        for j in 0..n {
+            let mut acc = 0.0f32;
+            for t in 0..k {
+                acc += a[i * k + t] * b[t * n + j];
+            }
+            out[i * n + j] = acc;
+        }
+    }
+    out
+}
+
+/// Elementwise a + b.
+pub fn add(a: &[f32], b: &[f32]) -> Vec<f32> {
+    a.iter().zip(b).map(|(x, y)| x + y).collect()
+}
+
+/// Elementwise a * b.
+pub fn mul(a: &[f32], b: &[f32]) -> Vec<f32> {
+    a.iter().zip(b).map(|(x, y)| x * y).collect()
+}
+
+/// Elementwise max(a, 0).
+pub fn relu(a: &[f32]) -> Vec<f32> {
+    a.iter().map(|&x| x.max(0.0)).collect()
+}
+
+/// GELU, tanh approximation: 0.5x(1 + tanh(sqrt(2/pi)(x + 0.044715x^3))), same formula as the WGSL.
+#[allow(clippy::excessive_precision)]
+pub fn gelu_scalar(x: f32) -> f32 {
+    let u = 0.797_884_560_802_865_4_f32 * (x + 0.044715 * x * x * x);
+    let e = (-2.0 * u.abs()).exp();
+    let t = if u > 0.0 {
+        1.0
+    } else if u < 0.0 {
+        -1.0
+    } else {
+        0.0
+    } * (1.0 - e)
+        / (1.0 + e);
+    0.5 * x * (1.0 + t)
+}
+
+/// Elementwise GELU (tanh approximation).
+pub fn gelu(a: &[f32]) -> Vec<f32> {
+    a.iter().map(|&x| gelu_scalar(x)).collect()
+}
+
+/// Row-wise numerically stable softmax of a rows x cols matrix.
+pub fn softmax(x: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    assert_eq!(x.len(), rows * cols);
+    let mut out = vec![0.0f32; rows * cols];
+    for r in 0..rows {
+        softmax_row(
+            &x[r * cols..(r + 1) * cols],
+            &mut out[r * cols..(r + 1) * cols],
+        );
+    }
+    out
+}
+
+fn softmax_row(x: &[f32], out: &mut [f32]) {
+    let mut m = x[0];
+    for &v in &x[1..] {
+        m = m.max(v);
+    }
+    let mut s = 0.0f32;
+    for (o, &v) in out.iter_mut().zip(x) {
+        let e = (v - m).exp();
+        *o = e;
+        s += e;
+    }
+    for o in out.iter_mut() {
+        *o /= s;
+    }
+}
+
+/// MLP parameters: W1 (D x Hd), b1 (Hd), W2 (Hd x C), b2 (C), row-major.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MlpWeights {
+    pub w1: Vec<f32>,
+    pub b1: Vec<f32>,
+    pub w2: Vec<f32>,
+    pub b2: Vec<f32>,
+}
+
+/// Deterministic init: W uniform in ±sqrt(6/fan_in) (He-uniform) from a SplitMix64 stream, biases 0.
+pub fn init_weights(d: usize, hd: usize, c: usize, seed: u64) -> MlpWeights {
+    let mut state = seed;
+    let mut next = move || {
+        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^= z >> 31;
+        ((z >> 40) as f32) / (1u64 << 24) as f32 * 2.0 - 1.0
+    };
+    let a1 = (6.0 / d as f32).sqrt();
+    let a2 = (6.0 / hd as f32).sqrt();
+    let w1 = (0..d * hd).map(|_| next() * a1).collect();
+    let w2 = (0..hd * c).map(|_| next() * a2).collect();
+    MlpWeights {
+        w1,
+        b1: vec![0.0; hd],
+        w2,
+        b2: vec![0.0; c],
+    }
+}
+
+/// Hidden layer relu(X.W1 + b1) for `rows` rows of x (D wide) -> rows x Hd.
+fn hidden(x: &[f32], w: &MlpWeights, rows: usize, d: usize, hd: usize) -> Vec<f32> {
+    let mut h = vec![0.0f32; rows * hd];
+    for r in 0..rows {
+        for j in 0..hd {
+            let mut acc = 0.0f32;
+            for k in 0..d {
+                acc += x[r * d + k] * w.w1[k * hd + j];
+            }
+            h[r * hd + j] = (acc + w.b1[j]).max(0.0);
+        }
+    }
+    h
+}
+
+/// Logits H.W2 + b2 for `rows` rows -> rows x C.
+fn logits(h: &[f32], w: &MlpWeights, rows: usize, hd: usize, c: usize) -> Vec<f32> {
+    let mut z = vec![0.0f32; rows * c];
+    for r in 0..rows {
+        for j in 0..c {
+            let mut acc = 0.0f32;
+            for k in 0..hd {
+                acc += h[r * hd + k] * w.w2[k * c + j];
+            }
+            z[r * c + j] = acc + w.b2[j];
+        }
+    }
+    z
+}
+
+/// MLP inference: softmax(relu(X.W1 + b1).W2 + b2) for X (B x D) -> B x C probabilities.
+pub fn mlp_infer(x: &[f32], w: &MlpWeights, b: usize, d: usize, hd: usize, c: usize) -> Vec<f32> {
+    let h = hidden(x, w, b, d, hd);
+    let z = logits(&h, w, b, hd, c);
+    softmax(&z, b, c)
+}
+
+/// Runs global SGD steps [start, end) exactly like mlp_train.wgsl, updating `w` and `epoch_loss`.
+#[allow(clippy::too_many_arguments)]
+pub fn mlp_train(
+    x: &[f32],
+    labels: &[u32],
+    w: &mut MlpWeights,
+    shape: &TrainShape,
+    lr: f32,
+    start: u32,
+    end: u32,
+    epoch_loss: &mut [f32],
+) {
+    let (d, hd, c) = (shape.d as usize, shape.hd as usize, shape.c as usize);
+    let spe = shape.steps_per_epoch();
+    for s in start..end {
+        let (epoch, off, bs) = shape.step_batch(s);
+        let (off, bs) = (off as usize, bs as usize);
+        let xb = &x[off * d..(off + bs) * d];
+        // forward
+        let h = hidden(xb, w, bs, d, hd);
+        let z = logits(&h, w, bs, hd, c);
+        let mut g = vec![0.0f32; bs * c];
+        let mut loss = vec![0.0f32; bs];
+        let inv_bs = 1.0 / bs as f32;
+        for r in 0..bs {
+            let y = labels[off + r] as usize;
+            let zr = &z[r * c..(r + 1) * c];
+            let mut m = f32::MIN;
+            for &v in zr {
+                m = m.max(v);
+            }
+            let mut sum = 0.0f32;
+            let mut e = vec![0.0f32; c];
+            for j in 0..c {
+                e[j] = (zr[j] - m).exp();
+                sum += e[j];
+            }
+            loss[r] = sum.ln() - (zr[y] - m);
+            for j in 0..c {
+                let mut t = e[j] / sum;
+                if j == y {
+                    t -= 1.0;
+                }
+                g[r * c + j] = t * inv_bs;
+            }
+        }
+        // dH = (G . W2^T) * (H > 0)
+        let mut dh = vec![0.0f32; bs * hd];
+        for r in 0..bs {
+            for j in 0..hd {
+                if h[r * hd + j] > 0.0 {
+                    let mut acc = 0.0f32;
+                    for k in 0..c {
+                        acc += g[r * c + k] * w.w2[j * c + k];
+                    }
+                    dh[r * hd + j] = acc;
+                }
+            }
+        }
+        // SGD update
+        for k in 0..d {
+            for j in 0..hd {
+                let mut acc = 0.0f32;
+                for r in 0..bs {
+                    acc += xb[r * d + k] * dh[r * hd + j];
+                }
+                w.w1[k * hd + j] -= lr * acc;
+            }
+        }
+        for j in 0..hd {
+            let mut acc = 0.0f32;
+            for r in 0..bs {
+                acc += dh[r * hd + j];
+            }
+            w.b1[j] -= lr * acc;
+        }
+        for j in 0..hd {
+            for k in 0..c {
+                let mut acc = 0.0f32;
+                for r in 0..bs {
+                    acc += h[r * hd + j] * g[r * c + k];
+                }
+                w.w2[j * c + k] -= lr * acc;
+            }
+        }
+        for k in 0..c {
+            let mut acc = 0.0f32;
+            for r in 0..bs {
+                acc += g[r * c + k];
+            }
+            w.b2[k] -= lr * acc;
+        }
+        // epoch loss accumulation (running sum, mean at the epoch's last step)
+        let idx = s % spe;
+        let mut acc = if idx == 0 {
+            0.0
+        } else {
+            epoch_loss[epoch as usize]
+        };
+        for &l in &loss {
+            acc += l;
+        }
+        if idx + 1 == spe {
+            acc /= shape.n as f32;
+        }
+        epoch_loss[epoch as usize] = acc;
+    }
+}
