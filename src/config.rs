@@ -238,6 +238,28 @@ impl Default for MiningConfig {
     }
 }
 
+/// The GPU: which adapter, its power envelope, pacing and per-job caps.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GpuConfig {
+    /// Open the GPU and run jobs on it.
+    pub enabled: bool,
+    /// `auto` (hardware first, else software), `software`, `name:SUBSTRING` or `backend:vulkan|gl|metal|dx12`.
+    pub adapter: crate::gpu::device::AdapterChoice,
+    /// Power envelope, pacing and caps.
+    pub runner: crate::gpu::runner::RunnerConfig,
+}
+
+impl Default for GpuConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            adapter: crate::gpu::device::AdapterChoice::Auto,
+            runner: Default::default(),
+        }
+    }
+}
+
 /// The whole configuration.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -260,6 +282,8 @@ pub struct Config {
     pub simulation: SimulationConfig,
     /// Bitcoin mining.
     pub mining: MiningConfig,
+    /// Leased AI jobs on the GPU.
+    pub gpu: GpuConfig,
 }
 
 /// Sets `dotted.path = value` in a TOML table; `value` is read as TOML (number, bool, array …)
@@ -499,6 +523,9 @@ impl Config {
                 "sensors.room.kind",
                 "a fixed room temperature cannot be controlled; use simulated or file".into(),
             );
+        }
+        if let Err((key, msg)) = self.gpu.runner.validate() {
+            return bad(&format!("gpu.runner.{key}"), msg);
         }
         let m = &self.mining;
         if let Err(e) = m.asic.validate() {

@@ -21,6 +21,8 @@ use tokio::time::MissedTickBehavior;
 
 use crate::clock::{format_clock, Clock};
 use crate::config::{Config, SourceConfig};
+use crate::gpu::device::Gpu;
+use crate::gpu::runner::{GpuRunner, RunnerStatus};
 use crate::mining::engine::{MiningEngine, MiningStatus};
 use crate::mining::stratum::client::{ClientConfig, Endpoint};
 use crate::mining::stratum::pool::LocalPool;
@@ -100,6 +102,22 @@ pub struct Status {
     /// Mining: pool, difficulty, hashrate, shares, power.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mining: Option<MiningStatus>,
+    /// The GPU: adapter (hardware or software), target, duty, modelled power, jobs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gpu: Option<GpuState>,
+}
+
+/// The GPU as the status snapshot shows it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum GpuState {
+    /// Open and running.
+    Ready(RunnerStatus),
+    /// Enabled but could not be opened; the heater runs without it.
+    Unavailable {
+        /// Why.
+        reason: String,
+    },
 }
 
 /// A running daemon.
@@ -116,6 +134,8 @@ pub struct DaemonHandle {
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
     mining: Option<(Arc<MiningEngine>, Option<LocalPool>)>,
+    /// The GPU runner, if the GPU is enabled and opened.
+    pub gpu: Option<Arc<GpuRunner>>,
 }
 
 impl DaemonHandle {
@@ -228,6 +248,25 @@ pub async fn spawn(cfg: Config, clock: Clock) -> Result<DaemonHandle, DaemonErro
         mining_rx = Some(rx);
     }
 
+    let (gpu, gpu_rx) = if cfg.gpu.enabled {
+        let (runner, state) = start_gpu(&cfg).await;
+        let (tx, rx) = watch::channel(state);
+        if let Some(r) = &runner {
+            tasks.push(tokio::spawn(gpu_task(
+                r.clone(),
+                clock.clone(),
+                target_rx.clone(),
+                mining_rx.clone(),
+                tick_real,
+                tx,
+                shutdown_rx.clone(),
+            )));
+        }
+        (runner, Some(rx))
+    } else {
+        (None, None)
+    };
+
     let truth_rx = if cfg.uses_simulated_room() {
         let sim = &cfg.simulation;
         let now = clock.now_s();
@@ -284,6 +323,7 @@ pub async fn spawn(cfg: Config, clock: Clock) -> Result<DaemonHandle, DaemonErro
         target_tx,
         status_tx,
         mining_rx,
+        gpu_rx,
         last_outdoor: None,
     };
     tasks.push(tokio::spawn(control.run(cmd_rx, shutdown_rx)));
@@ -296,7 +336,58 @@ pub async fn spawn(cfg: Config, clock: Clock) -> Result<DaemonHandle, DaemonErro
         shutdown: shutdown_tx,
         tasks,
         mining,
+        gpu,
     })
+}
+
+/// Opens the GPU (on a blocking thread: adapter enumeration and pipeline builds take a while).
+/// A heater without its GPU still heats: a failure is logged and shown, not fatal.
+async fn start_gpu(cfg: &Config) -> (Option<Arc<GpuRunner>>, GpuState) {
+    let g = cfg.gpu.clone();
+    let opened = tokio::task::spawn_blocking(move || {
+        let gpu = Gpu::open(&g.adapter).map_err(|e| e.to_string())?;
+        GpuRunner::start(gpu, g.runner).map_err(|e| e.to_string())
+    })
+    .await
+    .unwrap_or_else(|e| Err(format!("GPU start-up panicked: {e}")));
+    match opened {
+        Ok(r) => {
+            let state = GpuState::Ready(r.status());
+            (Some(Arc::new(r)), state)
+        }
+        Err(reason) => {
+            tracing::error!(%reason, "GPU unavailable; running without it");
+            (None, GpuState::Unavailable { reason })
+        }
+    }
+}
+
+/// Gives the GPU the budget the ASIC does not take, every tick, with the budget's dead-man
+/// deadline: if the control loop stalls, the runner pauses by itself.
+async fn gpu_task(
+    runner: Arc<GpuRunner>,
+    clock: Clock,
+    target: watch::Receiver<PowerTarget>,
+    mining: Option<watch::Receiver<MiningStatus>>,
+    period: std::time::Duration,
+    status: watch::Sender<GpuState>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut interval = tokio::time::interval(period);
+    interval.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = interval.tick() => {}
+            _ = shutdown.changed() => break,
+        }
+        let t = *target.borrow();
+        let now = clock.now_s();
+        let asic = mining.as_ref().map_or(0.0, |m| m.borrow().target_watts);
+        let watts = (t.watts_at(now) - asic).max(0.0);
+        runner.set_target(watts, clock.real(t.valid_until_s - now));
+        status.send_replace(GpuState::Ready(runner.status()));
+    }
+    runner.set_target(0.0, std::time::Duration::ZERO);
 }
 
 /// Drives the ASIC from the heat budget every tick and publishes the mining status. The
@@ -425,6 +516,7 @@ struct ControlLoop {
     target_tx: watch::Sender<PowerTarget>,
     status_tx: watch::Sender<Status>,
     mining_rx: Option<watch::Receiver<MiningStatus>>,
+    gpu_rx: Option<watch::Receiver<GpuState>>,
     last_outdoor: Option<f64>,
 }
 
@@ -557,6 +649,7 @@ impl ControlLoop {
             trips: verdict.trips,
             simulated_room_celsius: self.truth_rx.as_ref().map(|t| t.borrow().room_celsius),
             mining: self.mining_rx.as_ref().map(|m| m.borrow().clone()),
+            gpu: self.gpu_rx.as_ref().map(|g| g.borrow().clone()),
         }
     }
 }

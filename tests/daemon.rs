@@ -16,6 +16,8 @@ use std::time::Duration;
 fn base() -> Config {
     let mut cfg = Config::default();
     cfg.mining.enabled = false;
+    // The GPU runs on real time and real threads; tests/daemon_gpu.rs covers it.
+    cfg.gpu.enabled = false;
     cfg
 }
 

@@ -3,7 +3,7 @@
 
 use hearth::clock::Clock;
 use hearth::config::Config;
-use hearth::daemon::{spawn, Status};
+use hearth::daemon::{spawn, GpuState, Status};
 use hearth::thermal::safety::ChipReading;
 use std::time::Duration;
 
@@ -49,6 +49,18 @@ async fn serve_mines_against_the_embedded_pool_and_fails_cold_on_a_trip() {
         m.power_watts
     );
     assert!(m.target_watts <= s.budget_watts + 1e-9);
+    // The GPU (lavapipe in CI) is open, shown as software, and offered what the ASIC leaves.
+    let s = wait_for(
+        &mut rx,
+        "a GPU target",
+        |s| matches!(&s.gpu, Some(GpuState::Ready(g)) if g.target_watts > 0.0),
+    )
+    .await;
+    let Some(GpuState::Ready(g)) = &s.gpu else {
+        unreachable!()
+    };
+    assert!(g.adapter.software, "{:?}", g.adapter);
+    assert!(g.target_watts <= s.budget_watts + 1e-9);
 
     // The ASIC reports its own (modelled, cool) chips into the safety hook.
     assert!(d
@@ -62,8 +74,10 @@ async fn serve_mines_against_the_embedded_pool_and_fails_cold_on_a_trip() {
         celsius: 99.0,
         limit_celsius: 90.0,
     });
-    let s = wait_for(&mut rx, "the board off", |s| {
-        s.budget_watts == 0.0 && s.mining.as_ref().is_some_and(|m| m.power_watts == 0.0)
+    let s = wait_for(&mut rx, "the board and the GPU off", |s| {
+        s.budget_watts == 0.0
+            && s.mining.as_ref().is_some_and(|m| m.power_watts == 0.0)
+            && matches!(&s.gpu, Some(GpuState::Ready(g)) if g.target_watts == 0.0)
     })
     .await;
     assert!(!s.trips.is_empty());

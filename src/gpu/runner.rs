@@ -98,9 +98,14 @@ impl RunnerConfig {
         Ok(())
     }
 
-    /// Utilisation that `watts` asks for.
+    /// Utilisation that `watts` asks for; below 0.5 % the device rests.
     pub fn utilisation(&self, watts: f64) -> f64 {
-        ((watts - self.idle_watts) / (self.max_watts - self.idle_watts)).clamp(0.0, 1.0)
+        let u = ((watts - self.idle_watts) / (self.max_watts - self.idle_watts)).clamp(0.0, 1.0);
+        if u < 0.005 {
+            0.0
+        } else {
+            u
+        }
     }
 }
 
@@ -232,6 +237,14 @@ impl Active {
     }
 }
 
+/// The idle time after a chunk of `busy` seconds that makes the duty `u` (0 < u ≤ 1).
+fn idle_gap(busy: f64, u: f64) -> Duration {
+    if u <= 0.0 {
+        return Duration::ZERO;
+    }
+    Duration::from_secs_f64((busy * (1.0 - u) / u).clamp(0.0, 60.0))
+}
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
@@ -357,10 +370,12 @@ impl GpuRunner {
 
     /// Sets the power target, valid for `valid_for` (then the runner pauses).
     pub fn set_target(&self, watts: f64, valid_for: Duration) {
-        let _ = self.send(Cmd::Target {
-            watts,
-            until: Instant::now() + valid_for,
-        });
+        let now = Instant::now();
+        // A deadline beyond what Instant can hold (an unbounded target) counts as a year.
+        let until = now
+            .checked_add(valid_for)
+            .unwrap_or(now + Duration::from_secs(365 * 86_400));
+        let _ = self.send(Cmd::Target { watts, until });
     }
 
     /// Pauses job `id` between chunks; its state stays on the device.
@@ -502,7 +517,7 @@ impl Worker {
                 let u = self.utilisation(Instant::now());
                 if let Some((end, busy)) = self.last_chunk {
                     if u > 0.0 {
-                        self.next_chunk_at = end + Duration::from_secs_f64(busy * (1.0 - u) / u);
+                        self.next_chunk_at = end + idle_gap(busy, u);
                     }
                 }
             }
@@ -679,8 +694,7 @@ impl Worker {
 
     fn account(&mut self, t0: Instant, end: Instant, idle: f64, busy: f64, u: f64) {
         self.last_chunk = Some((end, busy));
-        self.next_chunk_at =
-            end + Duration::from_secs_f64(if u > 0.0 { busy * (1.0 - u) / u } else { 0.0 });
+        self.next_chunk_at = end + idle_gap(busy, u);
         self.recent.push_back((end, busy));
         lock(&self.status).busy_seconds += busy;
         let mut c = lock(&self.cycles);
