@@ -500,6 +500,8 @@ fn limits_refuse_oversized_jobs_and_stop_runaway_ones() {
         chunk_ms: 2.0,
         ..RunnerConfig::default()
     });
+    // An unbounded deadline is clamped, not an overflow.
+    r.set_target(1e9, Duration::MAX);
     let big = Tensor::new(vec![512, 512], vec![0.5; 512 * 512]).unwrap();
     let e = r
         .submit(
