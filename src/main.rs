@@ -44,6 +44,11 @@ enum Command {
     },
     /// Run the local Stratum V1 pool on its own (the daemon also runs it in-process).
     Pool(PoolArgs),
+    /// The GPU: adapter information, and running one kernel locally.
+    Gpu {
+        #[command(subcommand)]
+        action: GpuAction,
+    },
     /// Measure performance.
     Bench {
         #[command(subcommand)]
@@ -84,6 +89,18 @@ struct ScanArgs {
 
 #[derive(Subcommand)]
 enum BenchAction {
+    /// Matmul GFLOP/s (tuned, naive, CPU sgemm), throttle response and mlp_train throughput.
+    Gpu {
+        /// Matrix sizes (M = N = K).
+        #[arg(long, value_delimiter = ',', default_value = "256,512,1024,2048")]
+        sizes: Vec<usize>,
+        /// Adapter selector (auto, software, name:SUBSTRING, backend:NAME).
+        #[arg(long, default_value = "auto")]
+        adapter: hearth::gpu::device::AdapterChoice,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
     /// MH/s per thread of every scan kernel this CPU supports, against the portable sha2 baseline.
     Hash {
         /// Threads per kernel.
@@ -200,6 +217,7 @@ fn main() -> Result<()> {
         } => mine_scan(&args),
         Command::Bench { action } => bench(action),
         Command::Pool(args) => run_pool(args),
+        Command::Gpu { action } => gpu_cmd(action),
     }
 }
 
@@ -504,6 +522,71 @@ fn mine_scan(a: &ScanArgs) -> Result<()> {
 
 fn bench(action: BenchAction) -> Result<()> {
     match action {
+        BenchAction::Gpu {
+            sizes,
+            adapter,
+            json,
+        } => {
+            if sizes.is_empty() || sizes.iter().any(|&n| !(1..=8192).contains(&n)) {
+                bail!("--sizes must be 1–8192");
+            }
+            let b = hearth::gpu::bench::run(&adapter, &sizes)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&b)?);
+                return Ok(());
+            }
+            println!(
+                "adapter: {} ({})\n",
+                b.adapter,
+                if b.software { "software" } else { "hardware" }
+            );
+            println!(
+                "{:>6} {:<8} {:>13} {:>13} {:>10} {:>14} {:>12}",
+                "size",
+                "variant",
+                "tuned GFLOP/s",
+                "naive GFLOP/s",
+                "× naive",
+                "CPU sgemm (1t)",
+                "× CPU"
+            );
+            for m in &b.matmul {
+                println!(
+                    "{:>6} {:<8} {:>13.2} {:>13.2} {:>10.1} {:>14.2} {:>12.2}",
+                    m.size,
+                    format!("{:?}", m.variant).to_lowercase(),
+                    m.tuned_gflops,
+                    m.naive_gflops,
+                    m.tuned_gflops / m.naive_gflops,
+                    m.cpu_gflops,
+                    m.tuned_gflops / m.cpu_gflops
+                );
+            }
+            println!("\n(naive at sizes over 256 times the first 256 rows; CPU sgemm is matrixmultiply on one thread)");
+            println!(
+                "\nthrottle response (new target → per-chunk duty within ±0.05 for 5 chunks):"
+            );
+            for st in &b.steps {
+                match st.response_s {
+                    Some(t) => println!(
+                        "  {:.0} % → {:.0} %: {:.0} ms",
+                        st.from * 100.0,
+                        st.to * 100.0,
+                        t * 1000.0
+                    ),
+                    None => println!(
+                        "  {:.0} % → {:.0} %: did not settle",
+                        st.from * 100.0,
+                        st.to * 100.0
+                    ),
+                }
+            }
+            println!(
+                "\nmlp_train (N 4096, D 64, H 128, C 10, batch 64): {:.0} samples/s",
+                b.mlp_train_samples_per_s
+            );
+            Ok(())
+        }
         BenchAction::Hash {
             threads,
             seconds,
@@ -653,4 +736,210 @@ fn run_pool(args: PoolArgs) -> Result<()> {
         pool.shutdown().await;
         Ok(())
     })
+}
+
+#[derive(Subcommand)]
+enum GpuAction {
+    /// Print the adapter, its limits and features.
+    Info {
+        /// Adapter selector (auto, software, name:SUBSTRING, backend:NAME).
+        #[arg(long, default_value = "auto")]
+        adapter: hearth::gpu::device::AdapterChoice,
+        /// Every adapter wgpu sees, not just the chosen one.
+        #[arg(long)]
+        all: bool,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run one kernel locally on `.npy` inputs, or on random inputs of `--size`.
+    Run(GpuRunArgs),
+}
+
+/// `hearth gpu run` options.
+#[derive(clap::Args)]
+struct GpuRunArgs {
+    /// matmul, add, mul, relu, gelu, softmax, mlp_infer, mlp_train or custom.
+    kernel: String,
+    /// Random inputs of this size: matmul M,K,N; add/mul/relu/gelu N; softmax ROWS,COLS;
+    /// mlp_infer B,D,H,C; mlp_train N,D,H,C (Gaussian blobs, one per class).
+    #[arg(long, value_delimiter = ',', conflicts_with = "input")]
+    size: Vec<usize>,
+    /// Input tensors (.npy), in the kernel's order; repeat the flag.
+    #[arg(long)]
+    input: Vec<std::path::PathBuf>,
+    /// Write the output here (.npy); with several outputs, NAME.0.npy, NAME.1.npy, ...
+    #[arg(long)]
+    output: Option<std::path::PathBuf>,
+    /// Compare with the CPU reference and print the largest difference.
+    #[arg(long)]
+    check: bool,
+    /// mlp_train learning rate.
+    #[arg(long, default_value_t = 0.1)]
+    lr: f32,
+    /// mlp_train minibatch.
+    #[arg(long, default_value_t = 32)]
+    batch: u32,
+    /// mlp_train epochs.
+    #[arg(long, default_value_t = 10)]
+    epochs: u32,
+    /// custom: the WGSL file.
+    #[arg(long)]
+    wgsl: Option<std::path::PathBuf>,
+    /// custom: the entry point.
+    #[arg(long, default_value = "main")]
+    entry: String,
+    /// custom: workgroups x,y,z.
+    #[arg(long, value_delimiter = ',', default_value = "1,1,1")]
+    workgroups: Vec<u32>,
+    /// custom: f32 length of each output.
+    #[arg(long, value_delimiter = ',')]
+    outputs: Vec<usize>,
+    /// Adapter selector.
+    #[arg(long, default_value = "auto")]
+    adapter: hearth::gpu::device::AdapterChoice,
+}
+
+fn gpu_cmd(action: GpuAction) -> Result<()> {
+    use hearth::gpu::device::{adapters, Gpu};
+    match action {
+        GpuAction::Info { adapter, all, json } => {
+            if all {
+                for a in adapters() {
+                    let i = a.get_info();
+                    println!(
+                        "{} ({:?}, {:?}, {} {})",
+                        i.name, i.backend, i.device_type, i.driver, i.driver_info
+                    );
+                }
+                return Ok(());
+            }
+            let gpu = Gpu::open(&adapter)?;
+            let s = &gpu.summary;
+            if json {
+                println!("{}", serde_json::to_string_pretty(s)?);
+                return Ok(());
+            }
+            println!("adapter:        {}", s.name);
+            println!("backend:        {}", s.backend);
+            println!(
+                "device type:    {} ({})",
+                s.device_type,
+                if s.software { "software" } else { "hardware" }
+            );
+            println!("driver:         {}", s.driver);
+            println!(
+                "max storage binding:   {} MiB",
+                s.max_storage_buffer_binding_size >> 20
+            );
+            println!("max buffer:            {} MiB", s.max_buffer_size >> 20);
+            println!(
+                "workgroups per dim:    {}",
+                s.max_compute_workgroups_per_dimension
+            );
+            println!(
+                "invocations per group: {}",
+                s.max_compute_invocations_per_workgroup
+            );
+            println!(
+                "workgroup memory:      {} KiB",
+                s.max_compute_workgroup_storage_size >> 10
+            );
+            println!(
+                "storage buffers/stage: {}",
+                s.max_storage_buffers_per_shader_stage
+            );
+            println!(
+                "subgroups:             {} (min size {})",
+                s.subgroups, s.subgroup_min_size
+            );
+            println!("features:              {}", s.features.join(", "));
+            Ok(())
+        }
+        GpuAction::Run(args) => gpu_run(args),
+    }
+}
+
+fn gpu_run(a: GpuRunArgs) -> Result<()> {
+    use hearth::gpu::job::{GpuJob, KernelSpec};
+    use hearth::gpu::kernels::ElementwiseOp;
+    use hearth::gpu::runner::{GpuRunner, JobOutcome, RunnerConfig};
+    use hearth::gpu::tensor::Tensor;
+    let kernel = match a.kernel.as_str() {
+        "matmul" => KernelSpec::Matmul,
+        "add" => KernelSpec::Elementwise { op: ElementwiseOp::Add },
+        "mul" => KernelSpec::Elementwise { op: ElementwiseOp::Mul },
+        "relu" => KernelSpec::Elementwise { op: ElementwiseOp::Relu },
+        "gelu" => KernelSpec::Elementwise { op: ElementwiseOp::Gelu },
+        "softmax" => KernelSpec::Softmax,
+        "mlp_infer" => KernelSpec::MlpInfer,
+        "mlp_train" => KernelSpec::MlpTrain { lr: a.lr, batch: a.batch, epochs: a.epochs },
+        "custom" => {
+            let path = a.wgsl.as_ref().context("custom needs --wgsl FILE")?;
+            let wgsl = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+            let [x, y, z] = a.workgroups[..] else { bail!("--workgroups takes x,y,z") };
+            KernelSpec::Custom { wgsl, entry_point: a.entry.clone(), workgroups: [x, y, z], outputs: a.outputs.clone() }
+        }
+        k => bail!("unknown kernel {k:?}: matmul, add, mul, relu, gelu, softmax, mlp_infer, mlp_train or custom"),
+    };
+    let inputs: Vec<Tensor> = if !a.input.is_empty() {
+        a.input
+            .iter()
+            .map(|p| {
+                let bytes = std::fs::read(p).with_context(|| format!("reading {}", p.display()))?;
+                Tensor::from_npy(&bytes).with_context(|| p.display().to_string())
+            })
+            .collect::<Result<_>>()?
+    } else {
+        hearth::gpu::reference::synthetic_inputs(&kernel, &a.size, 1)?
+    };
+    let job = GpuJob { kernel, inputs };
+    let want = if a.check {
+        hearth::gpu::reference::expected(&job)
+    } else {
+        None
+    };
+    let gpu = hearth::gpu::device::Gpu::open(&a.adapter)?;
+    let adapter = gpu.summary.name.clone();
+    let runner = GpuRunner::start(gpu, RunnerConfig::default())?;
+    runner.set_target(f64::MAX, std::time::Duration::from_secs(86_400));
+    let h = runner.submit(job, None)?;
+    let out = match h.outcome.blocking_recv() {
+        Ok(JobOutcome::Succeeded(o)) => o,
+        Ok(JobOutcome::Failed(e)) => return Err(e.into()),
+        Ok(JobOutcome::Preempted(_)) | Err(_) => bail!("the job did not finish"),
+    };
+    println!("adapter: {adapter}");
+    println!("chunks: {}, GPU time: {:.3} s", out.chunks, out.gpu_seconds);
+    for (i, t) in out.outputs.iter().enumerate() {
+        println!("output {i}: shape {:?}", t.shape);
+    }
+    if a.kernel == "mlp_train" {
+        if let Some(loss) = out.outputs.last() {
+            let l: Vec<String> = loss.data.iter().map(|v| format!("{v:.4}")).collect();
+            println!("loss per epoch: {}", l.join(" "));
+        }
+    }
+    println!("sha256: {}", out.digest);
+    if let Some(want) = want {
+        let diff = out
+            .outputs
+            .iter()
+            .zip(&want)
+            .flat_map(|(g, w)| g.data.iter().zip(&w.data).map(|(a, b)| (a - b).abs()))
+            .fold(0.0f32, f32::max);
+        println!("largest difference from the CPU reference: {diff:e}");
+    }
+    if let Some(path) = &a.output {
+        for (i, t) in out.outputs.iter().enumerate() {
+            let p = if out.outputs.len() == 1 {
+                path.clone()
+            } else {
+                path.with_extension(format!("{i}.npy"))
+            };
+            std::fs::write(&p, t.to_npy()).with_context(|| format!("writing {}", p.display()))?;
+            println!("wrote {}", p.display());
+        }
+    }
+    Ok(())
 }

@@ -6,6 +6,7 @@
 //! `tensor` is the tensor type with `.npy` I/O; `reference` holds the CPU references the tests
 //! compare against; `bench` is `hearth bench gpu`.
 
+pub mod bench;
 pub mod bound;
 pub mod device;
 pub mod job;

@@ -263,3 +263,203 @@ pub fn mlp_train(
         epoch_loss[epoch as usize] = acc;
     }
 }
+
+/// Random inputs for `kernel` of the given sizes (see `hearth gpu run --size`); mlp_train gets
+/// one Gaussian blob per class with He-initialised weights.
+pub fn synthetic_inputs(
+    kernel: &super::job::KernelSpec,
+    size: &[usize],
+    seed: u64,
+) -> Result<Vec<super::tensor::Tensor>, super::job::JobError> {
+    use super::job::{JobError, KernelSpec};
+    use super::tensor::Tensor;
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let mut t = |shape: Vec<usize>| {
+        let n = shape.iter().product();
+        Tensor {
+            shape,
+            data: (0..n).map(|_| rng.random_range(-1.0f32..1.0)).collect(),
+        }
+    };
+    let want = |n: usize, what: &str| -> Result<(), JobError> {
+        if size.len() != n || size.contains(&0) {
+            return Err(JobError::Invalid {
+                field: "size".into(),
+                msg: format!("{} takes --size {what} (each at least 1)", kernel.name()),
+            });
+        }
+        Ok(())
+    };
+    Ok(match kernel {
+        KernelSpec::Matmul => {
+            want(3, "M,K,N")?;
+            vec![t(vec![size[0], size[1]]), t(vec![size[1], size[2]])]
+        }
+        KernelSpec::Elementwise { op } => {
+            want(1, "N")?;
+            let n = if op.binary() { 2 } else { 1 };
+            (0..n).map(|_| t(vec![size[0]])).collect()
+        }
+        KernelSpec::Softmax => {
+            want(2, "ROWS,COLS")?;
+            vec![t(vec![size[0], size[1]])]
+        }
+        KernelSpec::MlpInfer => {
+            want(4, "B,D,H,C")?;
+            let (b, d, hd, c) = (size[0], size[1], size[2], size[3]);
+            let w = init_weights(d, hd, c, seed);
+            vec![
+                t(vec![b, d]),
+                Tensor {
+                    shape: vec![d, hd],
+                    data: w.w1,
+                },
+                Tensor {
+                    shape: vec![hd],
+                    data: w.b1,
+                },
+                Tensor {
+                    shape: vec![hd, c],
+                    data: w.w2,
+                },
+                Tensor {
+                    shape: vec![c],
+                    data: w.b2,
+                },
+            ]
+        }
+        KernelSpec::MlpTrain { .. } => {
+            want(4, "N,D,H,C")?;
+            let (n, d, hd, c) = (size[0], size[1], size[2], size[3]);
+            let centers = t(vec![c, d]);
+            let noise = t(vec![n, d]);
+            let x: Vec<f32> = (0..n * d)
+                .map(|i| 3.0 * centers.data[(i / d % c) * d + i % d] + 0.5 * noise.data[i])
+                .collect();
+            let w = init_weights(d, hd, c, seed);
+            vec![
+                Tensor {
+                    shape: vec![n, d],
+                    data: x,
+                },
+                Tensor {
+                    shape: vec![n],
+                    data: (0..n).map(|i| (i % c) as f32).collect(),
+                },
+                Tensor {
+                    shape: vec![d, hd],
+                    data: w.w1,
+                },
+                Tensor {
+                    shape: vec![hd],
+                    data: w.b1,
+                },
+                Tensor {
+                    shape: vec![hd, c],
+                    data: w.w2,
+                },
+                Tensor {
+                    shape: vec![c],
+                    data: w.b2,
+                },
+            ]
+        }
+        KernelSpec::Custom { .. } => {
+            return Err(JobError::Invalid {
+                field: "input".into(),
+                msg: "custom kernels take their inputs from --input files".into(),
+            })
+        }
+    })
+}
+
+/// The CPU reference's outputs for a catalog job (`None` for custom WGSL or malformed input).
+pub fn expected(job: &super::job::GpuJob) -> Option<Vec<super::tensor::Tensor>> {
+    use super::job::KernelSpec;
+    use super::kernels::ElementwiseOp;
+    use super::tensor::Tensor;
+    let i = &job.inputs;
+    let out = |shape: Vec<usize>, data: Vec<f32>| Some(vec![Tensor { shape, data }]);
+    match &job.kernel {
+        KernelSpec::Matmul => {
+            let (m, k, n) = (i[0].shape[0], i[0].shape[1], *i[1].shape.get(1)?);
+            out(vec![m, n], matmul(&i[0].data, &i[1].data, m, k, n))
+        }
+        KernelSpec::Elementwise { op } => {
+            let d = match op {
+                ElementwiseOp::Add => add(&i[0].data, &i.get(1)?.data),
+                ElementwiseOp::Mul => mul(&i[0].data, &i.get(1)?.data),
+                ElementwiseOp::Relu => relu(&i[0].data),
+                ElementwiseOp::Gelu => gelu(&i[0].data),
+            };
+            out(i[0].shape.clone(), d)
+        }
+        KernelSpec::Softmax => {
+            let (r, c) = match i[0].shape[..] {
+                [c] => (1, c),
+                [r, c] => (r, c),
+                _ => return None,
+            };
+            out(i[0].shape.clone(), softmax(&i[0].data, r, c))
+        }
+        KernelSpec::MlpInfer => {
+            let (b, d) = (i[0].shape[0], i[0].shape[1]);
+            let (hd, c) = (i.get(1)?.shape[1], i.get(3)?.shape[1]);
+            let w = MlpWeights {
+                w1: i[1].data.clone(),
+                b1: i[2].data.clone(),
+                w2: i[3].data.clone(),
+                b2: i[4].data.clone(),
+            };
+            out(vec![b, c], mlp_infer(&i[0].data, &w, b, d, hd, c))
+        }
+        KernelSpec::MlpTrain { lr, batch, epochs } => {
+            let (n, d) = (i[0].shape[0], i[0].shape[1]);
+            let (hd, c) = (i.get(2)?.shape[1], i.get(4)?.shape[1]);
+            let shape = TrainShape {
+                n: n as u32,
+                d: d as u32,
+                hd: hd as u32,
+                c: c as u32,
+                batch: (*batch).min(n as u32),
+                epochs: *epochs,
+            };
+            let mut w = MlpWeights {
+                w1: i[2].data.clone(),
+                b1: i[3].data.clone(),
+                w2: i[4].data.clone(),
+                b2: i[5].data.clone(),
+            };
+            let labels: Vec<u32> = i[1].data.iter().map(|&l| l as u32).collect();
+            let mut loss = vec![0.0; *epochs as usize];
+            let steps = shape.total_steps() as u32;
+            mlp_train(
+                &i[0].data, &labels, &mut w, &shape, *lr, 0, steps, &mut loss,
+            );
+            Some(vec![
+                Tensor {
+                    shape: vec![d, hd],
+                    data: w.w1,
+                },
+                Tensor {
+                    shape: vec![hd],
+                    data: w.b1,
+                },
+                Tensor {
+                    shape: vec![hd, c],
+                    data: w.w2,
+                },
+                Tensor {
+                    shape: vec![c],
+                    data: w.b2,
+                },
+                Tensor {
+                    shape: vec![*epochs as usize],
+                    data: loss,
+                },
+            ])
+        }
+        KernelSpec::Custom { .. } => None,
+    }
+}

@@ -256,6 +256,7 @@ pub struct GpuRunner {
     cycles: Arc<Mutex<VecDeque<Cycle>>>,
     cfg: RunnerConfig,
     next_id: std::sync::atomic::AtomicU64,
+    start: Instant,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -283,6 +284,7 @@ impl GpuRunner {
         }));
         let cycles = Arc::new(Mutex::new(VecDeque::new()));
         let (tx, rx) = mpsc::channel();
+        let start = Instant::now();
         let worker = Worker {
             gpu,
             catalog,
@@ -291,8 +293,8 @@ impl GpuRunner {
             status: status.clone(),
             cycles: cycles.clone(),
             jobs: VecDeque::new(),
-            target: (0.0, Instant::now()),
-            start: Instant::now(),
+            target: (0.0, start),
+            start,
             next_chunk_at: Instant::now(),
             last_chunk: None,
             recent: VecDeque::new(),
@@ -310,6 +312,7 @@ impl GpuRunner {
             cycles,
             cfg,
             next_id: std::sync::atomic::AtomicU64::new(1),
+            start,
             thread: Some(thread),
         })
     }
@@ -411,6 +414,11 @@ impl GpuRunner {
     /// The last pacing cycles, oldest first (at most 4096).
     pub fn cycles(&self) -> Vec<Cycle> {
         lock(&self.cycles).iter().copied().collect()
+    }
+
+    /// Seconds since the runner started: the time base of [`Cycle::at`].
+    pub fn seconds_since_start(&self) -> f64 {
+        self.start.elapsed().as_secs_f64()
     }
 
     /// The configuration.
