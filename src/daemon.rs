@@ -112,7 +112,7 @@ pub struct Status {
 #[serde(tag = "state", rename_all = "snake_case")]
 pub enum GpuState {
     /// Open and running.
-    Ready(RunnerStatus),
+    Ready(Box<RunnerStatus>),
     /// Enabled but could not be opened; the heater runs without it.
     Unavailable {
         /// Why.
@@ -352,7 +352,7 @@ async fn start_gpu(cfg: &Config) -> (Option<Arc<GpuRunner>>, GpuState) {
     .unwrap_or_else(|e| Err(format!("GPU start-up panicked: {e}")));
     match opened {
         Ok(r) => {
-            let state = GpuState::Ready(r.status());
+            let state = GpuState::Ready(Box::new(r.status()));
             (Some(Arc::new(r)), state)
         }
         Err(reason) => {
@@ -385,7 +385,7 @@ async fn gpu_task(
         let asic = mining.as_ref().map_or(0.0, |m| m.borrow().target_watts);
         let watts = (t.watts_at(now) - asic).max(0.0);
         runner.set_target(watts, clock.real(t.valid_until_s - now));
-        status.send_replace(GpuState::Ready(runner.status()));
+        status.send_replace(GpuState::Ready(Box::new(runner.status())));
     }
     runner.set_target(0.0, std::time::Duration::ZERO);
 }

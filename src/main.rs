@@ -197,6 +197,11 @@ struct SimulateArgs {
 }
 
 fn main() -> Result<()> {
+    // Mesa's Vulkan loader complains on stderr when XDG_RUNTIME_DIR is unset (as under CI or
+    // systemd services without a session). Point it at the temp dir before any thread starts.
+    if std::env::var_os("XDG_RUNTIME_DIR").is_none() {
+        std::env::set_var("XDG_RUNTIME_DIR", std::env::temp_dir());
+    }
     let cli = Cli::parse();
     match cli.command {
         Command::Serve { config, sim_speed } => serve(config.as_deref(), sim_speed),
@@ -753,7 +758,7 @@ enum GpuAction {
         json: bool,
     },
     /// Run one kernel locally on `.npy` inputs, or on random inputs of `--size`.
-    Run(GpuRunArgs),
+    Run(Box<GpuRunArgs>),
 }
 
 /// `hearth gpu run` options.
@@ -856,7 +861,7 @@ fn gpu_cmd(action: GpuAction) -> Result<()> {
             println!("features:              {}", s.features.join(", "));
             Ok(())
         }
-        GpuAction::Run(args) => gpu_run(args),
+        GpuAction::Run(args) => gpu_run(*args),
     }
 }
 

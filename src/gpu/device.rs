@@ -202,7 +202,7 @@ fn summarize(adapter: &wgpu::Adapter) -> AdapterSummary {
         software: i.device_type == wgpu::DeviceType::Cpu,
         subgroups: adapter.features().contains(wgpu::Features::SUBGROUP),
         subgroup_min_size: i.subgroup_min_size,
-        max_storage_buffer_binding_size: l.max_storage_buffer_binding_size as u64,
+        max_storage_buffer_binding_size: l.max_storage_buffer_binding_size,
         max_buffer_size: l.max_buffer_size,
         max_compute_workgroups_per_dimension: l.max_compute_workgroups_per_dimension,
         max_compute_invocations_per_workgroup: l.max_compute_invocations_per_workgroup,

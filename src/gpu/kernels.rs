@@ -479,7 +479,7 @@ impl Catalog {
     /// The tuned variant for an M×K by K×N product on this device: on CPU adapters the
     /// register-blocked kernels (vec4 when K and N allow), elsewhere the tiled one.
     pub fn tuned_matmul(&self, n: u32, k: u32) -> MatmulVariant {
-        match (self.cpu_matmul, n % 4 == 0 && k % 4 == 0) {
+        match (self.cpu_matmul, n.is_multiple_of(4) && k.is_multiple_of(4)) {
             (true, true) => MatmulVariant::CpuVec4,
             (true, false) => MatmulVariant::Cpu,
             (false, _) => MatmulVariant::Gpu,

@@ -81,7 +81,7 @@ impl RunnerConfig {
                 format!("must be chunk_ms–10000, got {}", self.period_ms),
             );
         }
-        if !(self.checkpoint_every_seconds > 0.0) {
+        if self.checkpoint_every_seconds.is_nan() || self.checkpoint_every_seconds <= 0.0 {
             return bad("checkpoint_every_seconds", "must be positive".into());
         }
         let l = &self.limits;
@@ -92,7 +92,7 @@ impl RunnerConfig {
         {
             return bad("limits", "every cap must be at least 1".into());
         }
-        if !(l.max_gpu_seconds > 0.0) {
+        if l.max_gpu_seconds.is_nan() || l.max_gpu_seconds <= 0.0 {
             return bad("limits.max_gpu_seconds", "must be positive".into());
         }
         Ok(())
@@ -525,7 +525,11 @@ impl Worker {
                 let u = self.utilisation(Instant::now());
                 if let Some((end, busy)) = self.last_chunk {
                     if u > 0.0 {
-                        self.next_chunk_at = end + idle_gap(busy, u);
+                        // A long chunk run at the old duty must not hold the new one back for
+                        // more than one pacing period.
+                        let period =
+                            Duration::from_secs_f64(self.cfg.period_ms / 1000.0 * (1.0 - u));
+                        self.next_chunk_at = (end + idle_gap(busy, u)).min(Instant::now() + period);
                     }
                 }
             }
