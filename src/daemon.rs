@@ -571,6 +571,21 @@ impl ControlLoop {
                         "mining"
                     );
                 }
+                match &status.gpu {
+                    Some(GpuState::Ready(g)) => tracing::info!(
+                        adapter = %g.adapter.name,
+                        kind = if g.adapter.software { "software" } else { "hardware" },
+                        target_watts = %format!("{:.0}", g.target_watts),
+                        duty = %format!("{:.2}", g.duty),
+                        gpu_watts = %format!("{:.0}", g.watts),
+                        jobs = g.jobs,
+                        "gpu"
+                    ),
+                    Some(GpuState::Unavailable { reason }) => {
+                        tracing::warn!(%reason, "gpu unavailable")
+                    }
+                    None => {}
+                }
             }
             self.status_tx.send_replace(status);
             tick += 1;

@@ -590,6 +590,10 @@ fn bench(action: BenchAction) -> Result<()> {
                 "\nmlp_train (N 4096, D 64, H 128, C 10, batch 64): {:.0} samples/s",
                 b.mlp_train_samples_per_s
             );
+            println!(
+                "chunk busy time during the steps: median {:.1} ms, longest {:.1} ms",
+                b.chunk_ms_p50, b.chunk_ms_max
+            );
             Ok(())
         }
         BenchAction::Hash {

@@ -266,3 +266,99 @@ fn bench_hash_reports_every_supported_kernel_against_portable() {
         .iter()
         .all(|r| r["mhs_per_thread"].as_f64().unwrap() > 0.0));
 }
+
+#[test]
+fn gpu_info_names_the_adapter_and_says_software_or_hardware() {
+    let info = json_of(hearth().args(["gpu", "info", "--json"]));
+    assert!(!info["name"].as_str().unwrap().is_empty());
+    // CI has only lavapipe.
+    assert_eq!(info["software"], true, "{info}");
+    assert!(info["max_storage_buffer_binding_size"].as_u64().unwrap() > 0);
+}
+
+#[test]
+fn gpu_run_reads_and_writes_npy_and_checks_against_the_cpu() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("c.npy");
+    let run = hearth()
+        .args([
+            "gpu", "run", "matmul", "--size", "5,7,3", "--check", "--output",
+        ])
+        .arg(&out)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert!(stdout.contains("sha256: "), "{stdout}");
+    let diff: f32 = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("largest difference from the CPU reference: "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(diff < 1e-4, "{stdout}");
+    let c = hearth::gpu::tensor::Tensor::from_npy(&std::fs::read(&out).unwrap()).unwrap();
+    assert_eq!(c.shape, vec![5, 3]);
+
+    // The output fed back as input: softmax of C, row sums 1.
+    let probs = dir.path().join("p.npy");
+    let run = hearth()
+        .args(["gpu", "run", "softmax", "--input"])
+        .arg(&out)
+        .arg("--output")
+        .arg(&probs)
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let p = hearth::gpu::tensor::Tensor::from_npy(&std::fs::read(&probs).unwrap()).unwrap();
+    for row in p.data.chunks(3) {
+        assert!((row.iter().sum::<f32>() - 1.0).abs() < 1e-5);
+    }
+}
+
+#[test]
+fn gpu_run_rejects_invalid_wgsl_with_naga_s_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let wgsl = dir.path().join("bad.wgsl");
+    std::fs::write(
+        &wgsl,
+        "@compute @workgroup_size(1)\nfn main() { let x: f32 = 1u; }\n",
+    )
+    .unwrap();
+    let x = dir.path().join("x.npy");
+    let t = hearth::gpu::tensor::Tensor::new(vec![4], vec![1.0; 4]).unwrap();
+    std::fs::write(&x, t.to_npy()).unwrap();
+    let run = hearth()
+        .args(["gpu", "run", "custom", "--outputs", "4", "--wgsl"])
+        .arg(&wgsl)
+        .arg("--input")
+        .arg(&x)
+        .output()
+        .unwrap();
+    assert!(!run.status.success());
+    let err = String::from_utf8_lossy(&run.stderr);
+    assert!(
+        err.contains("kernel.wgsl") && err.contains("wgsl:2:"),
+        "{err}"
+    );
+    // A malformed .npy names the file.
+    std::fs::write(&x, b"not npy").unwrap();
+    let run = hearth()
+        .args(["gpu", "run", "relu", "--input"])
+        .arg(&x)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&run.stderr);
+    assert!(
+        !run.status.success() && err.contains("x.npy") && err.contains("magic"),
+        "{err}"
+    );
+}

@@ -469,6 +469,14 @@ fn custom_shaders_run_and_hostile_ones_are_rejected_or_bounded() {
         vec![1, 1],
     ));
     assert!(e.contains("max_workgroups"), "{e}");
+    // Each x-slice is one chunk at least: its invocations are capped too.
+    let e = run(
+        &r,
+        custom(&double, [1, 2000, 1], vec![x.clone()], vec![1, 1]),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("max_invocations_per_slice"), "{e}");
     let e = run(
         &r,
         custom("fn main( {", [1, 1, 1], vec![x.clone()], vec![1, 1]),
@@ -534,6 +542,26 @@ fn limits_refuse_oversized_jobs_and_stop_runaway_ones() {
         ),
         "{e}"
     );
+    let limits = JobLimits {
+        max_gpu_seconds: 1e-4,
+        ..JobLimits::default()
+    };
+    let r2 = runner(RunnerConfig {
+        limits,
+        ..RunnerConfig::default()
+    });
+    let e = run(&r2, train_job(2000, 100)).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            JobError::Limit {
+                limit: "max_gpu_seconds",
+                ..
+            }
+        ),
+        "{e}"
+    );
+    drop(r2);
     // Shape errors name the input.
     let a = Tensor::new(vec![2, 3], vec![1.0; 6]).unwrap();
     let e = r

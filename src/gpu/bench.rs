@@ -54,6 +54,10 @@ pub struct GpuBench {
     pub steps: Vec<StepFigure>,
     /// `mlp_train` samples per second at full duty (N 4096, D 64, H 128, C 10, batch 64).
     pub mlp_train_samples_per_s: f64,
+    /// Chunk busy time during the power steps, ms: median.
+    pub chunk_ms_p50: f64,
+    /// Chunk busy time during the power steps, ms: the longest.
+    pub chunk_ms_max: f64,
 }
 
 fn random(rng: &mut rand::rngs::StdRng, n: usize) -> Vec<f32> {
@@ -217,7 +221,16 @@ pub fn run(choice: &AdapterChoice, sizes: &[usize]) -> Result<GpuBench, JobError
         });
     }
     runner.cancel(h.id);
+    let mut busy: Vec<f64> = runner
+        .cycles()
+        .iter()
+        .skip(10)
+        .map(|c| c.busy * 1000.0)
+        .collect();
+    busy.sort_by(f64::total_cmp);
     Ok(GpuBench {
+        chunk_ms_p50: busy.get(busy.len() / 2).copied().unwrap_or(0.0),
+        chunk_ms_max: busy.last().copied().unwrap_or(0.0),
         adapter: summary.name,
         software: summary.software,
         matmul,

@@ -99,6 +99,9 @@ pub struct JobLimits {
     pub max_workgroups: u64,
     /// Loop iterations per invocation of a custom shader; more and the loop breaks.
     pub max_loop_iterations: u32,
+    /// Invocations in one x-slice of a custom job (y·z workgroups × workgroup size): with
+    /// `max_loop_iterations` this bounds the smallest chunk.
+    pub max_invocations_per_slice: u64,
 }
 
 impl Default for JobLimits {
@@ -108,7 +111,8 @@ impl Default for JobLimits {
             max_chunks: 1_000_000,
             max_gpu_seconds: 3600.0,
             max_workgroups: 1 << 24,
-            max_loop_iterations: 1 << 20,
+            max_loop_iterations: 1 << 16,
+            max_invocations_per_slice: 1 << 16,
         }
     }
 }
@@ -522,10 +526,10 @@ impl Prepared {
             KernelSpec::Matmul => {
                 let (m, k) = (ins[0].shape[0] as u32, ins[0].shape[1] as u32);
                 let n = ins[1].shape[1] as u32;
-                buffers.extend([up(ins[0]), up(ins[1]), gpu.zeros((m * n) as usize)]);
+                buffers.extend([up(ins[0]), up(ins[1]), gpu.zeros((m as usize * n as usize))]);
                 (
                     Kind::Matmul { m, n, k },
-                    vec![(2, (m * n) as usize)],
+                    vec![(2, (m as usize * n as usize))],
                     vec![2],
                 )
             }
@@ -553,11 +557,11 @@ impl Prepared {
                 let (b, d) = (ins[0].shape[0] as u32, ins[0].shape[1] as u32);
                 let (hd, c) = (ins[1].shape[1] as u32, ins[3].shape[1] as u32);
                 buffers.extend(ins.iter().map(|t| up(t)));
-                buffers.push(gpu.zeros((b * hd) as usize));
-                buffers.push(gpu.zeros((b * c) as usize));
+                buffers.push(gpu.zeros((b as usize * hd as usize)));
+                buffers.push(gpu.zeros((b as usize * c as usize)));
                 (
                     Kind::MlpInfer { b, d, hd, c },
-                    vec![(6, (b * c) as usize)],
+                    vec![(6, (b as usize * c as usize))],
                     vec![6],
                 )
             }
@@ -595,8 +599,15 @@ impl Prepared {
                 workgroups,
                 outputs,
             } => {
-                let kernel =
-                    custom_kernel(gpu, wgsl, entry_point, ins.len(), outputs.len(), limits)?;
+                let kernel = custom_kernel(
+                    gpu,
+                    wgsl,
+                    entry_point,
+                    ins.len(),
+                    outputs.len(),
+                    [workgroups[1], workgroups[2]],
+                    limits,
+                )?;
                 buffers.extend(ins.iter().map(|t| up(t)));
                 let first = buffers.len();
                 buffers.extend(outputs.iter().map(|&n| gpu.zeros(n)));
@@ -840,6 +851,7 @@ fn custom_kernel(
     entry: &str,
     inputs: usize,
     outputs: usize,
+    yz: [u32; 2],
     limits: &JobLimits,
 ) -> Result<Kernel, JobError> {
     let info = validate::prepare_untrusted(wgsl, limits.max_loop_iterations)
@@ -856,6 +868,17 @@ fn custom_kernel(
             "kernel.entry_point",
             format!("{entry:?} is not a compute entry point"),
         ));
+    }
+    let wg: u64 = ep.workgroup_size.iter().map(|&w| w as u64).product();
+    let slice = wg * yz.iter().map(|&w| w as u64).product::<u64>();
+    if slice > limits.max_invocations_per_slice {
+        return Err(JobError::Limit {
+            limit: "max_invocations_per_slice",
+            msg: format!(
+                "workgroups y·z × workgroup size {:?} = {slice} invocations per x-slice, at most {}",
+                ep.workgroup_size, limits.max_invocations_per_slice
+            ),
+        });
     }
     let want = 1 + inputs + outputs;
     if info.bindings.len() != want {

@@ -52,7 +52,7 @@ impl Default for RunnerConfig {
             idle_watts: 30.0,
             max_watts: 250.0,
             chunk_ms: 50.0,
-            period_ms: 100.0,
+            period_ms: 50.0,
             checkpoint_every_seconds: 10.0,
             limits: JobLimits::default(),
         }
@@ -89,6 +89,7 @@ impl RunnerConfig {
             || l.max_chunks == 0
             || l.max_workgroups == 0
             || l.max_loop_iterations == 0
+            || l.max_invocations_per_slice == 0
         {
             return bad("limits", "every cap must be at least 1".into());
         }
