@@ -526,7 +526,7 @@ impl Prepared {
             KernelSpec::Matmul => {
                 let (m, k) = (ins[0].shape[0] as u32, ins[0].shape[1] as u32);
                 let n = ins[1].shape[1] as u32;
-                buffers.extend([up(ins[0]), up(ins[1]), gpu.zeros((m as usize * n as usize))]);
+                buffers.extend([up(ins[0]), up(ins[1]), gpu.zeros(m as usize * n as usize)]);
                 (
                     Kind::Matmul { m, n, k },
                     vec![(2, (m as usize * n as usize))],
@@ -557,8 +557,8 @@ impl Prepared {
                 let (b, d) = (ins[0].shape[0] as u32, ins[0].shape[1] as u32);
                 let (hd, c) = (ins[1].shape[1] as u32, ins[3].shape[1] as u32);
                 buffers.extend(ins.iter().map(|t| up(t)));
-                buffers.push(gpu.zeros((b as usize * hd as usize)));
-                buffers.push(gpu.zeros((b as usize * c as usize)));
+                buffers.push(gpu.zeros(b as usize * hd as usize));
+                buffers.push(gpu.zeros(b as usize * c as usize));
                 (
                     Kind::MlpInfer { b, d, hd, c },
                     vec![(6, (b as usize * c as usize))],
