@@ -264,6 +264,39 @@ pub fn mlp_train(
     }
 }
 
+/// The four weight tensors of an MLP, in the kernels' input order.
+fn weight_tensors(w: MlpWeights, d: usize, hd: usize, c: usize) -> Vec<super::tensor::Tensor> {
+    use super::tensor::Tensor;
+    vec![
+        Tensor {
+            shape: vec![d, hd],
+            data: w.w1,
+        },
+        Tensor {
+            shape: vec![hd],
+            data: w.b1,
+        },
+        Tensor {
+            shape: vec![hd, c],
+            data: w.w2,
+        },
+        Tensor {
+            shape: vec![c],
+            data: w.b2,
+        },
+    ]
+}
+
+/// Weights from four tensors (w1, b1, w2, b2).
+fn weights_of(t: &[super::tensor::Tensor]) -> MlpWeights {
+    MlpWeights {
+        w1: t[0].data.clone(),
+        b1: t[1].data.clone(),
+        w2: t[2].data.clone(),
+        b2: t[3].data.clone(),
+    }
+}
+
 /// Random inputs for `kernel` of the given sizes (see `hearth gpu run --size`); mlp_train gets
 /// one Gaussian blob per class with He-initialised weights.
 pub fn synthetic_inputs(
@@ -308,26 +341,9 @@ pub fn synthetic_inputs(
         KernelSpec::MlpInfer => {
             want(4, "B,D,H,C")?;
             let (b, d, hd, c) = (size[0], size[1], size[2], size[3]);
-            let w = init_weights(d, hd, c, seed);
-            vec![
-                t(vec![b, d]),
-                Tensor {
-                    shape: vec![d, hd],
-                    data: w.w1,
-                },
-                Tensor {
-                    shape: vec![hd],
-                    data: w.b1,
-                },
-                Tensor {
-                    shape: vec![hd, c],
-                    data: w.w2,
-                },
-                Tensor {
-                    shape: vec![c],
-                    data: w.b2,
-                },
-            ]
+            let mut v = vec![t(vec![b, d])];
+            v.extend(weight_tensors(init_weights(d, hd, c, seed), d, hd, c));
+            v
         }
         KernelSpec::MlpTrain { .. } => {
             want(4, "N,D,H,C")?;
@@ -337,8 +353,7 @@ pub fn synthetic_inputs(
             let x: Vec<f32> = (0..n * d)
                 .map(|i| 3.0 * centers.data[(i / d % c) * d + i % d] + 0.5 * noise.data[i])
                 .collect();
-            let w = init_weights(d, hd, c, seed);
-            vec![
+            let mut v = vec![
                 Tensor {
                     shape: vec![n, d],
                     data: x,
@@ -347,23 +362,9 @@ pub fn synthetic_inputs(
                     shape: vec![n],
                     data: (0..n).map(|i| (i % c) as f32).collect(),
                 },
-                Tensor {
-                    shape: vec![d, hd],
-                    data: w.w1,
-                },
-                Tensor {
-                    shape: vec![hd],
-                    data: w.b1,
-                },
-                Tensor {
-                    shape: vec![hd, c],
-                    data: w.w2,
-                },
-                Tensor {
-                    shape: vec![c],
-                    data: w.b2,
-                },
-            ]
+            ];
+            v.extend(weight_tensors(init_weights(d, hd, c, seed), d, hd, c));
+            v
         }
         KernelSpec::Custom { .. } => {
             return Err(JobError::Invalid {
@@ -377,6 +378,8 @@ pub fn synthetic_inputs(
 /// The CPU reference's outputs for a catalog job (`None` for custom WGSL or malformed input).
 pub fn expected(job: &super::job::GpuJob) -> Option<Vec<super::tensor::Tensor>> {
     use super::job::KernelSpec;
+    // Shapes are checked first, so the indexing below stays in bounds.
+    job.plan(&super::job::JobLimits::default(), u64::MAX).ok()?;
     use super::kernels::ElementwiseOp;
     use super::tensor::Tensor;
     let i = &job.inputs;
@@ -406,12 +409,7 @@ pub fn expected(job: &super::job::GpuJob) -> Option<Vec<super::tensor::Tensor>> 
         KernelSpec::MlpInfer => {
             let (b, d) = (i[0].shape[0], i[0].shape[1]);
             let (hd, c) = (i.get(1)?.shape[1], i.get(3)?.shape[1]);
-            let w = MlpWeights {
-                w1: i[1].data.clone(),
-                b1: i[2].data.clone(),
-                w2: i[3].data.clone(),
-                b2: i[4].data.clone(),
-            };
+            let w = weights_of(&i[1..5]);
             out(vec![b, c], mlp_infer(&i[0].data, &w, b, d, hd, c))
         }
         KernelSpec::MlpTrain { lr, batch, epochs } => {
@@ -425,40 +423,19 @@ pub fn expected(job: &super::job::GpuJob) -> Option<Vec<super::tensor::Tensor>> 
                 batch: (*batch).min(n as u32),
                 epochs: *epochs,
             };
-            let mut w = MlpWeights {
-                w1: i[2].data.clone(),
-                b1: i[3].data.clone(),
-                w2: i[4].data.clone(),
-                b2: i[5].data.clone(),
-            };
+            let mut w = weights_of(&i[2..6]);
             let labels: Vec<u32> = i[1].data.iter().map(|&l| l as u32).collect();
             let mut loss = vec![0.0; *epochs as usize];
             let steps = shape.total_steps() as u32;
             mlp_train(
                 &i[0].data, &labels, &mut w, &shape, *lr, 0, steps, &mut loss,
             );
-            Some(vec![
-                Tensor {
-                    shape: vec![d, hd],
-                    data: w.w1,
-                },
-                Tensor {
-                    shape: vec![hd],
-                    data: w.b1,
-                },
-                Tensor {
-                    shape: vec![hd, c],
-                    data: w.w2,
-                },
-                Tensor {
-                    shape: vec![c],
-                    data: w.b2,
-                },
-                Tensor {
-                    shape: vec![*epochs as usize],
-                    data: loss,
-                },
-            ])
+            let mut v = weight_tensors(w, d, hd, c);
+            v.push(Tensor {
+                shape: vec![*epochs as usize],
+                data: loss,
+            });
+            Some(v)
         }
         KernelSpec::Custom { .. } => None,
     }
