@@ -569,7 +569,7 @@ fn bench(action: BenchAction) -> Result<()> {
             }
             println!("\n(naive at sizes over 256 times the first 256 rows; CPU sgemm is matrixmultiply on one thread)");
             println!(
-                "\nthrottle response (new target → per-chunk duty within ±0.05 for 5 chunks):"
+                "\nthrottle response (new target → start of the first chunk from which the per-chunk duty holds within ±0.05, 5 chunks):"
             );
             for st in &b.steps {
                 match st.response_s {

@@ -37,8 +37,11 @@ pub struct StepFigure {
     pub from: f64,
     /// Utilisation after.
     pub to: f64,
-    /// Seconds from the new target until the per-chunk duty holds within ±0.05 for 5 chunks.
+    /// Seconds from the new target to the start of the first chunk from which the per-chunk
+    /// duty holds within ±0.05 (for 5 chunks at least).
     pub response_s: Option<f64>,
+    /// The first cycles after the step (`at` relative to the step).
+    pub cycles: Vec<super::runner::Cycle>,
 }
 
 /// Everything `hearth bench gpu` measures.
@@ -214,10 +217,20 @@ pub fn run(choice: &AdapterChoice, sizes: &[usize]) -> Result<GpuBench, JobError
         let at = runner.seconds_since_start();
         runner.set_target(watts(to), Duration::from_secs(3600));
         std::thread::sleep(Duration::from_millis(1500));
+        let cycles = runner.cycles();
         steps.push(StepFigure {
             from,
             to,
-            response_s: response(&runner.cycles(), at, to),
+            response_s: response(&cycles, at, to),
+            cycles: cycles
+                .iter()
+                .filter(|c| c.at >= at - 0.1)
+                .take(10)
+                .map(|c| super::runner::Cycle {
+                    at: c.at - at,
+                    ..*c
+                })
+                .collect(),
         });
     }
     runner.cancel(h.id);
@@ -239,8 +252,8 @@ pub fn run(choice: &AdapterChoice, sizes: &[usize]) -> Result<GpuBench, JobError
     })
 }
 
-/// Seconds from `at` until the per-chunk duty (busy over busy plus the idle after it) holds within
-/// ±0.05 of `u` for five chunks in a row.
+/// Seconds from `at` to the start of the first chunk from which the per-chunk duty (busy over
+/// busy plus the idle after it) holds within ±0.05 of `u` for five chunks in a row.
 fn response(cycles: &[super::runner::Cycle], at: f64, u: f64) -> Option<f64> {
     let after: Vec<_> = cycles.iter().filter(|c| c.at >= at).collect();
     let duty = |i: usize| -> Option<f64> {
@@ -250,7 +263,7 @@ fn response(cycles: &[super::runner::Cycle], at: f64, u: f64) -> Option<f64> {
     };
     (0..after.len()).find_map(|k| {
         let ok = (k..k + 5).all(|i| duty(i).is_some_and(|d| (d - u).abs() <= 0.05));
-        // The duty of chunk k is known when chunk k + 1 starts.
-        ok.then(|| after.get(k + 1).map(|c| c.at - at)).flatten()
+        // From the start of chunk k on, every cycle runs at the new duty.
+        ok.then(|| after[k].at - at)
     })
 }
