@@ -470,28 +470,15 @@ fn custom_shaders_run_and_hostile_ones_are_rejected_or_bounded() {
     ));
     assert!(e.contains("max_workgroups"), "{e}");
     // Each x-slice is one chunk at least: its invocations are capped too.
-    let e = run(
-        &r,
-        custom(&double, [1, 2000, 1], vec![x.clone()], vec![1, 1]),
-    )
-    .unwrap_err()
-    .to_string();
+    let e = err(custom(&double, [1, 2000, 1], vec![x.clone()], vec![1, 1]));
     assert!(e.contains("max_invocations_per_slice"), "{e}");
-    let e = run(
-        &r,
-        custom("fn main( {", [1, 1, 1], vec![x.clone()], vec![1, 1]),
-    )
-    .unwrap_err()
-    .to_string();
+    // Refused at submission, before anything is queued.
+    let e = err(custom("fn main( {", [1, 1, 1], vec![x.clone()], vec![1, 1]));
     assert!(e.contains("kernel.wgsl") && e.contains("wgsl:1:"), "{e}");
-    let e = run(&r, custom(&double, [1, 1, 1], vec![x.clone()], vec![1]))
-        .unwrap_err()
-        .to_string();
+    let e = err(custom(&double, [1, 1, 1], vec![x.clone()], vec![1]));
     assert!(e.contains("kernel.wgsl") && e.contains("bindings"), "{e}");
     let renamed = double.replace("fn main", "fn other");
-    let e = run(&r, custom(&renamed, [1, 1, 1], vec![x.clone()], vec![1, 1]))
-        .unwrap_err()
-        .to_string();
+    let e = err(custom(&renamed, [1, 1, 1], vec![x.clone()], vec![1, 1]));
     assert!(e.contains("kernel.entry_point"), "{e}");
 }
 

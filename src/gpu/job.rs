@@ -424,6 +424,14 @@ impl GpuJob {
                         "length must be at least 1",
                     ));
                 }
+                check_custom(
+                    wgsl,
+                    entry_point,
+                    self.inputs.len(),
+                    outputs.len(),
+                    [workgroups[1], workgroups[2]],
+                    limits,
+                )?;
                 let outs = outputs.iter().map(|&n| vec![n]).collect();
                 (workgroups[0] as u64, 1, outs, 0)
             }
@@ -599,8 +607,7 @@ impl Prepared {
                 workgroups,
                 outputs,
             } => {
-                let kernel = custom_kernel(
-                    gpu,
+                let info = check_custom(
                     wgsl,
                     entry_point,
                     ins.len(),
@@ -608,6 +615,7 @@ impl Prepared {
                     [workgroups[1], workgroups[2]],
                     limits,
                 )?;
+                let kernel = Kernel::from_module(gpu, info, "custom", false)?;
                 buffers.extend(ins.iter().map(|t| up(t)));
                 let first = buffers.len();
                 buffers.extend(outputs.iter().map(|&n| gpu.zeros(n)));
@@ -844,16 +852,16 @@ fn encode_train(
     Ok(())
 }
 
-/// Validates tenant WGSL against the custom-kernel convention, bounds its loops, builds it.
-fn custom_kernel(
-    gpu: &Gpu,
+/// Validates tenant WGSL against the custom-kernel convention and bounds its loops; needs no
+/// device, so a bad shader is refused at submission.
+fn check_custom(
     wgsl: &str,
     entry: &str,
     inputs: usize,
     outputs: usize,
     yz: [u32; 2],
     limits: &JobLimits,
-) -> Result<Kernel, JobError> {
+) -> Result<validate::WgslInfo, JobError> {
     let info = validate::prepare_untrusted(wgsl, limits.max_loop_iterations)
         .map_err(|e| invalid("kernel.wgsl", e))?;
     let Some(ep) = info.entry_points.iter().find(|e| e.name == entry) else {
@@ -918,5 +926,5 @@ fn custom_kernel(
             ));
         }
     }
-    Ok(Kernel::from_module(gpu, info, "custom", false)?)
+    Ok(info)
 }
