@@ -8,5 +8,6 @@ pub mod daemon;
 pub mod gpu;
 pub mod mining;
 pub mod power;
+pub mod sched;
 pub mod sim;
 pub mod thermal;

@@ -1,0 +1,3 @@
+//! Spending the heat budget: the allocator that splits it between the workloads.
+
+pub mod allocator;
