@@ -6,6 +6,7 @@ pub mod clock;
 pub mod config;
 pub mod daemon;
 pub mod gpu;
+pub mod jobs;
 pub mod mining;
 pub mod power;
 pub mod sched;

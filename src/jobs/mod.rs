@@ -1,0 +1,10 @@
+//! Durable jobs: what is submitted ([`spec`]), where it is kept ([`store`]), and in what order
+//! it runs ([`queue`]).
+
+pub mod queue;
+pub mod spec;
+pub mod store;
+
+pub use queue::{order, QueueEntry};
+pub use spec::{JobId, JobSpec, JobState, Lease, SpecError};
+pub use store::{JobRecord, JobStore, ListFilter, StoreError, StoreLimits, Transition, Usage};

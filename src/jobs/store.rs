@@ -1,0 +1,1031 @@
+//! The durable job store: SQLite (WAL) for jobs, inputs, transitions, checkpoints and usage;
+//! content-addressed result files beside it.
+//!
+//! Layout of the data dir:
+//! - `jobs.sqlite` (+ `-wal`, `-shm`): everything but results.
+//! - `results/<sha256hex>.bin`: a finished job's outputs, the little-endian f32 data of each
+//!   output in order, so the file's SHA-256 is the job's digest. Shapes are in the database.
+//!
+//! Every write method returns only after its data is on disk (see [`JobStore::open`]). All methods
+//! are synchronous and may block on I/O: call them from `spawn_blocking`. A `JobStore` is `Send +
+//! Sync`; calls are serialized on one connection.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use thiserror::Error;
+
+use super::queue::{self, QueueEntry};
+use super::spec::{JobId, JobSpec, JobState, Lease, SpecError};
+use crate::gpu::job::{Checkpoint, GpuJob, KernelSpec};
+use crate::gpu::tensor::{digest, Tensor};
+
+/// The schema version this code writes (`PRAGMA user_version`).
+pub const SCHEMA_VERSION: i64 = 1;
+/// The database file's name inside the data dir.
+pub const DB_FILE: &str = "jobs.sqlite";
+/// The results folder's name inside the data dir.
+pub const RESULTS_DIR: &str = "results";
+/// Largest page [`JobStore::list`] returns.
+pub const MAX_PAGE_SIZE: u32 = 1000;
+
+/// Why a store operation failed. The variants mirror gRPC status codes.
+#[derive(Debug, Error)]
+pub enum StoreError {
+    /// A malformed argument; `field` names it.
+    #[error("{field}: {msg}")]
+    InvalidArgument {
+        /// The argument or spec field, e.g. `lease.tenant`, `page_token`.
+        field: String,
+        /// What is wrong.
+        msg: String,
+    },
+    /// No such job.
+    #[error("job {0} not found")]
+    NotFound(JobId),
+    /// The job is not in a state that allows this.
+    #[error("{0}")]
+    FailedPrecondition(String),
+    /// Over a store limit.
+    #[error("{what} exhausted: {msg}")]
+    ResourceExhausted {
+        /// The limit's name.
+        what: &'static str,
+        /// By how much.
+        msg: String,
+    },
+    /// Stored data is damaged or inconsistent (e.g. a result whose digest does not match).
+    #[error("corrupt store: {0}")]
+    Corrupt(String),
+    /// SQLite failed.
+    #[error("database: {0}")]
+    Db(#[from] rusqlite::Error),
+    /// A file operation failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file or folder.
+        path: PathBuf,
+        /// The OS error.
+        source: io::Error,
+    },
+}
+
+impl From<SpecError> for StoreError {
+    fn from(e: SpecError) -> Self {
+        StoreError::InvalidArgument {
+            field: e.field,
+            msg: e.msg,
+        }
+    }
+}
+
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
+    move |source| StoreError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+fn corrupt(msg: impl Into<String>) -> StoreError {
+    StoreError::Corrupt(msg.into())
+}
+
+/// Caps on what waiting and running jobs may hold.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreLimits {
+    /// Non-terminal (QUEUED, RUNNING, PAUSED) jobs one tenant may have.
+    pub max_jobs_per_tenant: u64,
+    /// Input tensor bytes over all non-terminal jobs of all tenants.
+    pub max_total_input_bytes: u64,
+}
+
+impl Default for StoreLimits {
+    fn default() -> Self {
+        Self {
+            max_jobs_per_tenant: 1000,
+            max_total_input_bytes: 8 << 30,
+        }
+    }
+}
+
+/// Resources a job has used and what it has earned, accumulated over its runs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Usage {
+    /// GPU-busy seconds.
+    pub gpu_seconds: f64,
+    /// Energy, joules.
+    pub joules: f64,
+    /// Money earned.
+    pub earned: f64,
+}
+
+/// A job as stored, without its input data (see [`JobStore::load_spec`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobRecord {
+    /// The id.
+    pub id: JobId,
+    /// Current state.
+    pub state: JobState,
+    /// The lease it was submitted with.
+    pub lease: Lease,
+    /// The kernel it runs.
+    pub kernel: KernelSpec,
+    /// Shapes of its input tensors, in order.
+    pub input_shapes: Vec<Vec<usize>>,
+    /// Bytes of input data.
+    pub input_bytes: u64,
+    /// Unix seconds of submission.
+    pub submitted_unix_s: f64,
+    /// Unix seconds it first entered RUNNING.
+    pub started_unix_s: Option<f64>,
+    /// Unix seconds it entered a terminal state.
+    pub finished_unix_s: Option<f64>,
+    /// Unix seconds of its last change (state, checkpoint or usage).
+    pub updated_unix_s: f64,
+    /// Units done as of its last checkpoint.
+    pub progress_units: u64,
+    /// The reason it FAILED, if it did.
+    pub last_error: Option<String>,
+    /// SHA-256 hex digest of its outputs, once SUCCEEDED.
+    pub result_digest: Option<String>,
+    /// Accumulated usage.
+    pub usage: Usage,
+}
+
+/// One recorded state change.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Transition {
+    /// The state before; `None` for the submission row.
+    pub from: Option<JobState>,
+    /// The state after.
+    pub to: JobState,
+    /// Why.
+    pub reason: String,
+    /// Unix seconds.
+    pub at_unix_s: f64,
+}
+
+/// Which jobs [`JobStore::list`] returns; `None` matches all.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ListFilter {
+    /// Only this tenant's jobs.
+    pub tenant: Option<String>,
+    /// Only jobs in this state.
+    pub state: Option<JobState>,
+}
+
+/// The durable job store.
+#[derive(Debug)]
+pub struct JobStore {
+    conn: Mutex<Connection>,
+    results: PathBuf,
+    limits: StoreLimits,
+}
+
+const SCHEMA_V1: &str = "
+CREATE TABLE jobs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    tenant TEXT NOT NULL,
+    state TEXT NOT NULL,
+    priority INTEGER NOT NULL,
+    price_per_gpu_second REAL NOT NULL,
+    deadline_unix_s REAL,
+    kernel_json TEXT NOT NULL,
+    input_bytes INTEGER NOT NULL,
+    submitted_unix_s REAL NOT NULL,
+    started_unix_s REAL,
+    finished_unix_s REAL,
+    updated_unix_s REAL NOT NULL,
+    progress_units INTEGER NOT NULL DEFAULT 0,
+    last_error TEXT,
+    result_digest TEXT,
+    result_shapes_json TEXT,
+    gpu_seconds REAL NOT NULL DEFAULT 0,
+    joules REAL NOT NULL DEFAULT 0,
+    earned REAL NOT NULL DEFAULT 0
+);
+CREATE INDEX jobs_by_state ON jobs(state, id);
+CREATE INDEX jobs_by_tenant ON jobs(tenant, state, id);
+CREATE TABLE inputs (
+    job_id INTEGER NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
+    idx INTEGER NOT NULL,
+    shape_json TEXT NOT NULL,
+    data BLOB NOT NULL,
+    PRIMARY KEY (job_id, idx)
+) WITHOUT ROWID;
+CREATE TABLE transitions (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    job_id INTEGER NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
+    from_state TEXT,
+    to_state TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    at_unix_s REAL NOT NULL
+);
+CREATE INDEX transitions_by_job ON transitions(job_id, seq);
+CREATE TABLE checkpoints (
+    job_id INTEGER PRIMARY KEY REFERENCES jobs(id) ON DELETE CASCADE,
+    done INTEGER NOT NULL,
+    buffers INTEGER NOT NULL,
+    saved_unix_s REAL NOT NULL
+);
+CREATE TABLE checkpoint_buffers (
+    job_id INTEGER NOT NULL REFERENCES checkpoints(job_id) ON DELETE CASCADE,
+    idx INTEGER NOT NULL,
+    data BLOB NOT NULL,
+    PRIMARY KEY (job_id, idx)
+) WITHOUT ROWID;
+";
+
+const JOB_COLUMNS: &str = "id, state, tenant, price_per_gpu_second, deadline_unix_s, priority, \
+    kernel_json, input_bytes, submitted_unix_s, started_unix_s, finished_unix_s, updated_unix_s, \
+    progress_units, last_error, result_digest, gpu_seconds, joules, earned";
+
+const LIVE_STATES: &str = "('QUEUED', 'RUNNING', 'PAUSED')";
+
+fn now_unix_s() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+fn to_i64(v: u64, what: &str) -> Result<i64, StoreError> {
+    i64::try_from(v).map_err(|_| StoreError::InvalidArgument {
+        field: what.to_string(),
+        msg: format!("{v} is too large"),
+    })
+}
+
+fn f32_blob(data: &[f32]) -> Vec<u8> {
+    data.iter().flat_map(|v| v.to_le_bytes()).collect()
+}
+
+fn blob_f32(bytes: &[u8], what: &str) -> Result<Vec<f32>, StoreError> {
+    if !bytes.len().is_multiple_of(4) {
+        return Err(corrupt(format!(
+            "{what}: {} bytes is not a whole number of f32",
+            bytes.len()
+        )));
+    }
+    Ok(bytes
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect())
+}
+
+fn shape_len(shape: &[usize]) -> Option<usize> {
+    shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d))
+}
+
+fn parse_state(s: &str) -> Result<JobState, StoreError> {
+    s.parse().map_err(|e| corrupt(format!("{e}")))
+}
+
+/// The raw columns of a `jobs` row, in `JOB_COLUMNS` order.
+fn record_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<RawRecord> {
+    Ok(RawRecord {
+        id: row.get(0)?,
+        state: row.get(1)?,
+        tenant: row.get(2)?,
+        price: row.get(3)?,
+        deadline: row.get(4)?,
+        priority: row.get(5)?,
+        kernel_json: row.get(6)?,
+        input_bytes: row.get(7)?,
+        submitted: row.get(8)?,
+        started: row.get(9)?,
+        finished: row.get(10)?,
+        updated: row.get(11)?,
+        progress: row.get(12)?,
+        last_error: row.get(13)?,
+        result_digest: row.get(14)?,
+        usage: Usage {
+            gpu_seconds: row.get(15)?,
+            joules: row.get(16)?,
+            earned: row.get(17)?,
+        },
+    })
+}
+
+struct RawRecord {
+    id: i64,
+    state: String,
+    tenant: String,
+    price: f64,
+    deadline: Option<f64>,
+    priority: i32,
+    kernel_json: String,
+    input_bytes: i64,
+    submitted: f64,
+    started: Option<f64>,
+    finished: Option<f64>,
+    updated: f64,
+    progress: i64,
+    last_error: Option<String>,
+    result_digest: Option<String>,
+    usage: Usage,
+}
+
+impl RawRecord {
+    fn finish(self, input_shapes: Vec<Vec<usize>>) -> Result<JobRecord, StoreError> {
+        let id = JobId(self.id as u64);
+        Ok(JobRecord {
+            id,
+            state: parse_state(&self.state)?,
+            lease: Lease {
+                tenant: self.tenant,
+                price_per_gpu_second: self.price,
+                deadline_unix_s: self.deadline,
+                priority: self.priority,
+            },
+            kernel: serde_json::from_str(&self.kernel_json)
+                .map_err(|e| corrupt(format!("job {id} kernel: {e}")))?,
+            input_shapes,
+            input_bytes: self.input_bytes as u64,
+            submitted_unix_s: self.submitted,
+            started_unix_s: self.started,
+            finished_unix_s: self.finished,
+            updated_unix_s: self.updated,
+            progress_units: self.progress as u64,
+            last_error: self.last_error,
+            result_digest: self.result_digest,
+            usage: self.usage,
+        })
+    }
+}
+
+/// A unique suffix for temp files of this process.
+static TMP_SEQ: AtomicU64 = AtomicU64::new(0);
+
+/// Writes `bytes` to `dir/name` so that a crash leaves either the old file or the whole new one,
+/// and returns only when the file and its name are on disk.
+fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), StoreError> {
+    let seq = TMP_SEQ.fetch_add(1, AtomicOrdering::Relaxed);
+    let tmp = dir.join(format!(".{name}.{}.{seq}.tmp", std::process::id()));
+    let path = dir.join(name);
+    let res = (|| {
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)
+            .map_err(io_err(&tmp))?;
+        f.write_all(bytes).map_err(io_err(&tmp))?;
+        f.sync_all().map_err(io_err(&tmp))?;
+        drop(f);
+        fs::rename(&tmp, &path).map_err(io_err(&path))?;
+        sync_dir(dir)
+    })();
+    if res.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    res
+}
+
+/// fsyncs a folder so that names created or renamed in it are durable.
+fn sync_dir(dir: &Path) -> Result<(), StoreError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_err(dir))
+}
+
+/// Whether `s` is 64 lowercase hex digits (a SHA-256 digest as `digest()` writes it).
+fn is_digest(s: &str) -> bool {
+    s.len() == 64 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+impl JobStore {
+    /// Opens (creating if needed) the store in `dir`: `dir/jobs.sqlite` and `dir/results/`.
+    ///
+    /// The database runs in WAL mode with `synchronous=FULL`: in WAL mode `NORMAL` skips the
+    /// fsync of the WAL at commit, so a committed transaction survives a process crash but may be
+    /// lost on power failure or an OS crash. A job store acknowledges submissions and results to
+    /// tenants, so every commit must be on disk before the call returns; `FULL` fsyncs the WAL on
+    /// each commit.
+    pub fn open(dir: &Path, limits: StoreLimits) -> Result<JobStore, StoreError> {
+        let results = dir.join(RESULTS_DIR);
+        fs::create_dir_all(&results).map_err(io_err(&results))?;
+        sync_dir(dir)?;
+        let mut conn = Connection::open(dir.join(DB_FILE))?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        let mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(corrupt(format!(
+                "{DB_FILE}: could not enable WAL (journal_mode is {mode})"
+            )));
+        }
+        conn.execute_batch("PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;")?;
+        Self::migrate(&mut conn)?;
+        Ok(JobStore {
+            conn: Mutex::new(conn),
+            results,
+            limits,
+        })
+    }
+
+    fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Exclusive)?;
+        let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        match version {
+            0 => {
+                tx.execute_batch(SCHEMA_V1)?;
+                tx.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))?;
+            }
+            SCHEMA_VERSION => {}
+            v => {
+                return Err(corrupt(format!(
+                    "{DB_FILE} has schema version {v}; this build knows 0..={SCHEMA_VERSION}"
+                )))
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// The connection; a poisoned lock is taken over (SQLite rolls back any half-done
+    /// transaction when its `Transaction` is dropped during the unwind).
+    fn conn(&self) -> MutexGuard<'_, Connection> {
+        self.conn.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The limits in force.
+    pub fn limits(&self) -> &StoreLimits {
+        &self.limits
+    }
+
+    /// Validates `spec`, checks the limits and stores the job as QUEUED; returns once committed.
+    pub fn submit(&self, spec: &JobSpec) -> Result<JobId, StoreError> {
+        spec.validate()?;
+        let bytes = spec.input_bytes();
+        let kernel_json =
+            serde_json::to_string(&spec.job.kernel).map_err(|e| StoreError::InvalidArgument {
+                field: "job.kernel".into(),
+                msg: e.to_string(),
+            })?;
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tenant = &spec.lease.tenant;
+        let live: i64 = tx.query_row(
+            &format!("SELECT COUNT(*) FROM jobs WHERE tenant = ?1 AND state IN {LIVE_STATES}"),
+            [tenant],
+            |r| r.get(0),
+        )?;
+        if live as u64 >= self.limits.max_jobs_per_tenant {
+            return Err(StoreError::ResourceExhausted {
+                what: "max_jobs_per_tenant",
+                msg: format!(
+                    "tenant {tenant} has {live} unfinished jobs, at most {}",
+                    self.limits.max_jobs_per_tenant
+                ),
+            });
+        }
+        let held: i64 = tx.query_row(
+            &format!("SELECT COALESCE(SUM(input_bytes), 0) FROM jobs WHERE state IN {LIVE_STATES}"),
+            [],
+            |r| r.get(0),
+        )?;
+        if (held as u64).saturating_add(bytes) > self.limits.max_total_input_bytes {
+            return Err(StoreError::ResourceExhausted {
+                what: "max_total_input_bytes",
+                msg: format!(
+                    "unfinished jobs hold {held} input bytes; {bytes} more exceeds {}",
+                    self.limits.max_total_input_bytes
+                ),
+            });
+        }
+        let now = now_unix_s();
+        let l = &spec.lease;
+        tx.execute(
+            "INSERT INTO jobs (tenant, state, priority, price_per_gpu_second, deadline_unix_s, \
+             kernel_json, input_bytes, submitted_unix_s, updated_unix_s) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8)",
+            params![
+                l.tenant,
+                JobState::Queued.as_str(),
+                l.priority,
+                l.price_per_gpu_second,
+                l.deadline_unix_s,
+                kernel_json,
+                to_i64(bytes, "job.inputs")?,
+                now
+            ],
+        )?;
+        let id = tx.last_insert_rowid();
+        {
+            let mut ins = tx.prepare(
+                "INSERT INTO inputs (job_id, idx, shape_json, data) VALUES (?1, ?2, ?3, ?4)",
+            )?;
+            for (i, t) in spec.job.inputs.iter().enumerate() {
+                let shape = serde_json::to_string(&t.shape).map_err(|e| corrupt(e.to_string()))?;
+                ins.execute(params![id, i as i64, shape, f32_blob(&t.data)])?;
+            }
+        }
+        insert_transition(&tx, id, None, JobState::Queued, "submitted", now)?;
+        tx.commit()?;
+        Ok(JobId(id as u64))
+    }
+
+    /// The job's record (without input data).
+    pub fn get(&self, id: JobId) -> Result<JobRecord, StoreError> {
+        let conn = self.conn();
+        let raw = conn
+            .query_row(
+                &format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?1"),
+                [id.0 as i64],
+                record_from_row,
+            )
+            .optional()?
+            .ok_or(StoreError::NotFound(id))?;
+        let shapes = input_shapes(&conn, raw.id)?;
+        raw.finish(shapes)
+    }
+
+    /// The job as submitted, with its input tensors bit-exact.
+    pub fn load_spec(&self, id: JobId) -> Result<JobSpec, StoreError> {
+        let rec = self.get(id)?;
+        let conn = self.conn();
+        let mut st = conn
+            .prepare("SELECT idx, shape_json, data FROM inputs WHERE job_id = ?1 ORDER BY idx")?;
+        let rows = st.query_map([id.0 as i64], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, Vec<u8>>(2)?,
+            ))
+        })?;
+        let mut inputs = Vec::new();
+        for (n, row) in rows.enumerate() {
+            let (idx, shape, data) = row?;
+            let what = format!("job {id} input {idx}");
+            if idx != n as i64 {
+                return Err(corrupt(format!("{what}: expected index {n}")));
+            }
+            let shape: Vec<usize> =
+                serde_json::from_str(&shape).map_err(|e| corrupt(format!("{what}: {e}")))?;
+            let data = blob_f32(&data, &what)?;
+            let t = Tensor::new(shape, data).map_err(|e| corrupt(format!("{what}: {e}")))?;
+            inputs.push(t);
+        }
+        Ok(JobSpec {
+            job: GpuJob {
+                kernel: rec.kernel,
+                inputs,
+            },
+            lease: rec.lease,
+        })
+    }
+
+    /// A page of jobs matching `filter`, by ascending id, and the token for the next page if
+    /// there may be more. `page_size` is clamped to 1..=1000.
+    pub fn list(
+        &self,
+        filter: ListFilter,
+        page_size: u32,
+        page_token: Option<String>,
+    ) -> Result<(Vec<JobRecord>, Option<String>), StoreError> {
+        let after = match page_token.as_deref() {
+            None | Some("") => 0i64,
+            Some(t) => decode_token(t)?,
+        };
+        let size = page_size.clamp(1, MAX_PAGE_SIZE) as i64;
+        let mut sql = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id > ?1");
+        let mut args: Vec<Box<dyn rusqlite::ToSql>> = vec![Box::new(after)];
+        if let Some(t) = filter.tenant {
+            args.push(Box::new(t));
+            sql += &format!(" AND tenant = ?{}", args.len());
+        }
+        if let Some(s) = filter.state {
+            args.push(Box::new(s.as_str()));
+            sql += &format!(" AND state = ?{}", args.len());
+        }
+        args.push(Box::new(size + 1));
+        sql += &format!(" ORDER BY id LIMIT ?{}", args.len());
+        let conn = self.conn();
+        let mut st = conn.prepare(&sql)?;
+        let raws = st
+            .query_map(rusqlite::params_from_iter(args.iter()), record_from_row)?
+            .collect::<Result<Vec<_>, _>>()?;
+        let more = raws.len() as i64 > size;
+        let mut out = Vec::with_capacity(raws.len());
+        for raw in raws.into_iter().take(size as usize) {
+            let shapes = input_shapes(&conn, raw.id)?;
+            out.push(raw.finish(shapes)?);
+        }
+        let next = match (more, out.last()) {
+            (true, Some(last)) => Some(encode_token(last.id)),
+            _ => None,
+        };
+        Ok((out, next))
+    }
+
+    /// Moves the job to `to`, recording `reason`, if the state machine allows it.
+    ///
+    /// SUCCEEDED is reached only through [`JobStore::finish`], which also stores the result.
+    /// Entering FAILED records `reason` as the job's last error; entering a terminal state drops
+    /// its checkpoint.
+    pub fn transition(&self, id: JobId, to: JobState, reason: &str) -> Result<(), StoreError> {
+        if to == JobState::Succeeded {
+            return Err(StoreError::InvalidArgument {
+                field: "to".into(),
+                msg: "SUCCEEDED is set by finish(), which stores the result".into(),
+            });
+        }
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        move_state(&tx, id, to, reason, now_unix_s())?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// The job's recorded state changes, oldest first (the first is its submission).
+    pub fn transitions(&self, id: JobId) -> Result<Vec<Transition>, StoreError> {
+        let conn = self.conn();
+        let _ = current_state(&conn, id)?;
+        let mut st = conn.prepare(
+            "SELECT from_state, to_state, reason, at_unix_s FROM transitions \
+             WHERE job_id = ?1 ORDER BY seq",
+        )?;
+        let rows = st.query_map([id.0 as i64], |r| {
+            Ok((
+                r.get::<_, Option<String>>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, f64>(3)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (from, to, reason, at) = row?;
+            out.push(Transition {
+                from: from.as_deref().map(parse_state).transpose()?,
+                to: parse_state(&to)?,
+                reason,
+                at_unix_s: at,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Stores `cp` as the job's checkpoint, replacing the previous one; the job must not be in a
+    /// terminal state.
+    pub fn save_checkpoint(&self, id: JobId, cp: &Checkpoint) -> Result<(), StoreError> {
+        let done = to_i64(cp.done, "checkpoint.done")?;
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let state = current_state(&tx, id)?;
+        if state.is_terminal() {
+            return Err(StoreError::FailedPrecondition(format!(
+                "job {id} is {state}: a finished job takes no checkpoint"
+            )));
+        }
+        let now = now_unix_s();
+        let jid = id.0 as i64;
+        tx.execute("DELETE FROM checkpoints WHERE job_id = ?1", [jid])?;
+        tx.execute(
+            "INSERT INTO checkpoints (job_id, done, buffers, saved_unix_s) VALUES (?1, ?2, ?3, ?4)",
+            params![jid, done, cp.state.len() as i64, now],
+        )?;
+        {
+            let mut ins = tx.prepare(
+                "INSERT INTO checkpoint_buffers (job_id, idx, data) VALUES (?1, ?2, ?3)",
+            )?;
+            for (i, buf) in cp.state.iter().enumerate() {
+                ins.execute(params![jid, i as i64, f32_blob(buf)])?;
+            }
+        }
+        tx.execute(
+            "UPDATE jobs SET progress_units = ?2, updated_unix_s = ?3 WHERE id = ?1",
+            params![jid, done, now],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// The job's last checkpoint, bit-exact, if it has one.
+    pub fn checkpoint(&self, id: JobId) -> Result<Option<Checkpoint>, StoreError> {
+        let conn = self.conn();
+        let _ = current_state(&conn, id)?;
+        let jid = id.0 as i64;
+        let Some((done, buffers)) = conn
+            .query_row(
+                "SELECT done, buffers FROM checkpoints WHERE job_id = ?1",
+                [jid],
+                |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)),
+            )
+            .optional()?
+        else {
+            return Ok(None);
+        };
+        let mut st = conn
+            .prepare("SELECT idx, data FROM checkpoint_buffers WHERE job_id = ?1 ORDER BY idx")?;
+        let rows = st.query_map([jid], |r| {
+            Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?))
+        })?;
+        let mut state = Vec::new();
+        for (n, row) in rows.enumerate() {
+            let (idx, data) = row?;
+            let what = format!("job {id} checkpoint buffer {idx}");
+            if idx != n as i64 {
+                return Err(corrupt(format!("{what}: expected index {n}")));
+            }
+            state.push(blob_f32(&data, &what)?);
+        }
+        if state.len() as i64 != buffers {
+            return Err(corrupt(format!(
+                "job {id} checkpoint: {} buffers stored, {buffers} recorded",
+                state.len()
+            )));
+        }
+        Ok(Some(Checkpoint {
+            done: done as u64,
+            state,
+        }))
+    }
+
+    /// Stores the job's outputs as `results/<digest>.bin` (durably), then marks it SUCCEEDED
+    /// with that digest, adding `gpu_seconds` and `joules` to its usage (earnings are recorded
+    /// with [`JobStore::record_usage`]). `digest` must equal `digest(outputs)`.
+    pub fn finish(
+        &self,
+        id: JobId,
+        outputs: &[Tensor],
+        digest_hex: &str,
+        gpu_seconds: f64,
+        joules: f64,
+        reason: &str,
+    ) -> Result<(), StoreError> {
+        check_usage(gpu_seconds, joules, 0.0)?;
+        for (i, t) in outputs.iter().enumerate() {
+            if shape_len(&t.shape) != Some(t.data.len()) {
+                return Err(StoreError::InvalidArgument {
+                    field: format!("outputs[{i}]"),
+                    msg: format!("shape {:?} does not hold {} values", t.shape, t.data.len()),
+                });
+            }
+        }
+        let actual = digest(outputs);
+        if actual != digest_hex {
+            return Err(StoreError::InvalidArgument {
+                field: "digest".into(),
+                msg: format!("{digest_hex:?} is not the outputs' digest {actual}"),
+            });
+        }
+        // Refuse early (before writing a file) if the job cannot succeed; checked again below.
+        {
+            let conn = self.conn();
+            check_move(id, current_state(&conn, id)?, JobState::Succeeded)?;
+        }
+        let bytes: Vec<u8> = outputs.iter().flat_map(|t| f32_blob(&t.data)).collect();
+        write_atomic(&self.results, &format!("{actual}.bin"), &bytes)?;
+        let shapes: Vec<&Vec<usize>> = outputs.iter().map(|t| &t.shape).collect();
+        let shapes = serde_json::to_string(&shapes).map_err(|e| corrupt(e.to_string()))?;
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let now = now_unix_s();
+        move_state(&tx, id, JobState::Succeeded, reason, now)?;
+        tx.execute(
+            "UPDATE jobs SET result_digest = ?2, result_shapes_json = ?3, \
+             gpu_seconds = gpu_seconds + ?4, joules = joules + ?5 WHERE id = ?1",
+            params![id.0 as i64, actual, shapes, gpu_seconds, joules],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// The outputs of a SUCCEEDED job and their digest, re-read from disk and verified.
+    pub fn result(&self, id: JobId) -> Result<(Vec<Tensor>, String), StoreError> {
+        let (state, dig, shapes) = {
+            let conn = self.conn();
+            conn.query_row(
+                "SELECT state, result_digest, result_shapes_json FROM jobs WHERE id = ?1",
+                [id.0 as i64],
+                |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, Option<String>>(1)?,
+                        r.get::<_, Option<String>>(2)?,
+                    ))
+                },
+            )
+            .optional()?
+            .ok_or(StoreError::NotFound(id))?
+        };
+        let (Some(dig), Some(shapes)) = (dig, shapes) else {
+            return Err(StoreError::FailedPrecondition(format!(
+                "job {id} is {state} and has no result"
+            )));
+        };
+        if !is_digest(&dig) {
+            return Err(corrupt(format!("job {id}: bad stored digest {dig:?}")));
+        }
+        let shapes: Vec<Vec<usize>> = serde_json::from_str(&shapes)
+            .map_err(|e| corrupt(format!("job {id} result shapes: {e}")))?;
+        let path = self.results.join(format!("{dig}.bin"));
+        let bytes = fs::read(&path).map_err(io_err(&path))?;
+        let found = hex::encode(Sha256::digest(&bytes));
+        if found != dig {
+            return Err(corrupt(format!(
+                "{}: SHA-256 is {found}, job {id} recorded {dig}",
+                path.display()
+            )));
+        }
+        let data = blob_f32(&bytes, &path.display().to_string())?;
+        let mut rest = &data[..];
+        let mut out = Vec::with_capacity(shapes.len());
+        for shape in shapes {
+            let n = shape_len(&shape)
+                .filter(|&n| n <= rest.len())
+                .ok_or_else(|| corrupt(format!("{}: shorter than its shapes", path.display())))?;
+            let (head, tail) = rest.split_at(n);
+            out.push(Tensor {
+                shape,
+                data: head.to_vec(),
+            });
+            rest = tail;
+        }
+        if !rest.is_empty() {
+            return Err(corrupt(format!(
+                "{}: longer than its shapes",
+                path.display()
+            )));
+        }
+        Ok((out, dig))
+    }
+
+    /// Adds to the job's usage totals. Values must be finite and ≥ 0.
+    pub fn record_usage(
+        &self,
+        id: JobId,
+        gpu_seconds: f64,
+        joules: f64,
+        earned: f64,
+    ) -> Result<(), StoreError> {
+        check_usage(gpu_seconds, joules, earned)?;
+        let conn = self.conn();
+        let n = conn.execute(
+            "UPDATE jobs SET gpu_seconds = gpu_seconds + ?2, joules = joules + ?3, \
+             earned = earned + ?4, updated_unix_s = ?5 WHERE id = ?1",
+            params![id.0 as i64, gpu_seconds, joules, earned, now_unix_s()],
+        )?;
+        if n == 0 {
+            return Err(StoreError::NotFound(id));
+        }
+        Ok(())
+    }
+
+    /// Call once at daemon start: moves every RUNNING job (the process died under it) back to
+    /// QUEUED with reason "recovered after restart", and returns all QUEUED and PAUSED jobs in
+    /// queue order. Re-queued jobs resume from [`JobStore::checkpoint`].
+    pub fn recover(&self) -> Result<Vec<JobId>, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let now = now_unix_s();
+        let running: Vec<i64> = {
+            let mut st = tx.prepare("SELECT id FROM jobs WHERE state = 'RUNNING' ORDER BY id")?;
+            let ids = st.query_map([], |r| r.get(0))?;
+            ids.collect::<Result<_, _>>()?
+        };
+        for id in running {
+            move_state(
+                &tx,
+                JobId(id as u64),
+                JobState::Queued,
+                "recovered after restart",
+                now,
+            )?;
+        }
+        let entries: Vec<QueueEntry> = {
+            let mut st = tx.prepare(
+                "SELECT id, deadline_unix_s, priority, price_per_gpu_second FROM jobs \
+                 WHERE state IN ('QUEUED', 'PAUSED') ORDER BY id",
+            )?;
+            let rows = st.query_map([], |r| {
+                Ok(QueueEntry {
+                    id: JobId(r.get::<_, i64>(0)? as u64),
+                    deadline_unix_s: r.get(1)?,
+                    priority: r.get(2)?,
+                    price_per_gpu_second: r.get(3)?,
+                })
+            })?;
+            rows.collect::<Result<_, _>>()?
+        };
+        tx.commit()?;
+        Ok(queue::order(&entries, now))
+    }
+}
+
+fn check_usage(gpu_seconds: f64, joules: f64, earned: f64) -> Result<(), StoreError> {
+    for (field, v) in [
+        ("gpu_seconds", gpu_seconds),
+        ("joules", joules),
+        ("earned", earned),
+    ] {
+        if !v.is_finite() || v < 0.0 {
+            return Err(StoreError::InvalidArgument {
+                field: field.into(),
+                msg: format!("{v} must be finite and >= 0"),
+            });
+        }
+    }
+    Ok(())
+}
+
+fn check_move(id: JobId, from: JobState, to: JobState) -> Result<(), StoreError> {
+    if from.can_move_to(to) {
+        Ok(())
+    } else {
+        Err(StoreError::FailedPrecondition(format!(
+            "job {id} cannot move from {from} to {to}"
+        )))
+    }
+}
+
+fn current_state(conn: &Connection, id: JobId) -> Result<JobState, StoreError> {
+    let s: String = conn
+        .query_row("SELECT state FROM jobs WHERE id = ?1", [id.0 as i64], |r| {
+            r.get(0)
+        })
+        .optional()?
+        .ok_or(StoreError::NotFound(id))?;
+    parse_state(&s)
+}
+
+/// Checks and applies `→ to` inside `tx`: state, timestamps, last error, checkpoint cleanup and
+/// the transitions row.
+fn move_state(
+    tx: &Transaction<'_>,
+    id: JobId,
+    to: JobState,
+    reason: &str,
+    now: f64,
+) -> Result<(), StoreError> {
+    let from = current_state(tx, id)?;
+    check_move(id, from, to)?;
+    let jid = id.0 as i64;
+    tx.execute(
+        "UPDATE jobs SET state = ?2, updated_unix_s = ?3, \
+         started_unix_s = CASE WHEN ?2 = 'RUNNING' THEN COALESCE(started_unix_s, ?3) \
+                               ELSE started_unix_s END, \
+         finished_unix_s = CASE WHEN ?4 THEN ?3 ELSE finished_unix_s END, \
+         last_error = CASE WHEN ?2 = 'FAILED' THEN ?5 ELSE last_error END \
+         WHERE id = ?1",
+        params![jid, to.as_str(), now, to.is_terminal(), reason],
+    )?;
+    if to.is_terminal() {
+        tx.execute("DELETE FROM checkpoints WHERE job_id = ?1", [jid])?;
+    }
+    insert_transition(tx, jid, Some(from), to, reason, now)
+}
+
+fn insert_transition(
+    tx: &Transaction<'_>,
+    job_id: i64,
+    from: Option<JobState>,
+    to: JobState,
+    reason: &str,
+    now: f64,
+) -> Result<(), StoreError> {
+    tx.execute(
+        "INSERT INTO transitions (job_id, from_state, to_state, reason, at_unix_s) \
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![job_id, from.map(JobState::as_str), to.as_str(), reason, now],
+    )?;
+    Ok(())
+}
+
+fn input_shapes(conn: &Connection, job_id: i64) -> Result<Vec<Vec<usize>>, StoreError> {
+    let mut st =
+        conn.prepare_cached("SELECT shape_json FROM inputs WHERE job_id = ?1 ORDER BY idx")?;
+    let rows = st.query_map([job_id], |r| r.get::<_, String>(0))?;
+    let mut out = Vec::new();
+    for row in rows {
+        out.push(
+            serde_json::from_str(&row?)
+                .map_err(|e| corrupt(format!("job {job_id} input shape: {e}")))?,
+        );
+    }
+    Ok(out)
+}
+
+const TOKEN_PREFIX: &str = "after-";
+
+fn encode_token(last: JobId) -> String {
+    format!("{TOKEN_PREFIX}{}", last.0)
+}
+
+fn decode_token(t: &str) -> Result<i64, StoreError> {
+    t.strip_prefix(TOKEN_PREFIX)
+        .filter(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+        .and_then(|n| n.parse::<i64>().ok())
+        .ok_or_else(|| StoreError::InvalidArgument {
+            field: "page_token".into(),
+            msg: format!("{t:?} is not a token this server issued"),
+        })
+}
