@@ -563,3 +563,29 @@ fn limits_refuse_oversized_jobs_and_stop_runaway_ones() {
         .unwrap();
     assert!(e.to_string().starts_with("inputs[1]:"), "{e}");
 }
+
+#[test]
+fn the_runner_is_a_workload_with_a_duty_cycled_envelope() {
+    use hearth::sched::workload::Workload;
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let r = runner(RunnerConfig::default());
+    let env = r.envelope();
+    assert!(env.below_min && env.min_watts == 30.0 && env.max_watts == 250.0);
+    assert!(!r.has_work());
+    let h = r.submit(train_job(3000, 100_000), None).unwrap();
+    Workload::set_target(&r, 250.0, Duration::from_secs(60));
+    let t0 = std::time::Instant::now();
+    while !(r.has_work() && r.actual_watts().0 > 100.0) {
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "never ran: {:?}",
+            r.status()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // Through the trait, a zero target rests the device.
+    Workload::set_target(&r, 0.0, Duration::from_secs(60));
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(duty_over(&r, Duration::from_millis(300)), 0.0);
+    r.cancel(h.id);
+}

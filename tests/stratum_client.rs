@@ -319,3 +319,34 @@ async fn an_untrusted_tls_pool_is_never_used_and_no_share_is_lost() {
     e.shutdown().await;
     pool.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_mining_engine_is_a_workload_that_cannot_run_below_idle() {
+    use hearth::sched::workload::Workload;
+    let _one = ONE_AT_A_TIME.lock().await;
+    let pool = LocalPool::start(pool_config(), "127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let asic = AsicConfig {
+        chips: 1,
+        ..AsicConfig::default()
+    };
+    let e = MiningEngine::start(
+        asic.clone(),
+        client_config(vec![endpoint(pool.addr())]),
+        None,
+    )
+    .unwrap();
+    let env = e.envelope();
+    assert_eq!(
+        (env.min_watts, env.max_watts, env.below_min),
+        (asic.idle_watts, asic.max_watts, false)
+    );
+    wait_for("a job", || e.has_work()).await;
+    Workload::set_target(&e, asic.max_watts, Duration::from_secs(60));
+    wait_for("full power", || e.actual_watts().0 > 0.9 * asic.max_watts).await;
+    Workload::set_target(&e, 0.0, Duration::from_secs(60));
+    wait_for("off", || e.actual_watts().0 == 0.0).await;
+    e.shutdown().await;
+    pool.shutdown().await;
+}

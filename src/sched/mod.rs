@@ -1,3 +1,5 @@
-//! Spending the heat budget: the allocator that splits it between the workloads.
+//! Spending the heat budget: the workloads behind one trait, and the allocator that splits the
+//! budget between them.
 
 pub mod allocator;
+pub mod workload;
