@@ -371,7 +371,25 @@ async fn gpu_task(
     mining: Option<watch::Receiver<MiningStatus>>,
     period: std::time::Duration,
     status: watch::Sender<GpuState>,
+    shutdown: watch::Receiver<bool>,
+) {
+    each_tick(period, shutdown, || {
+        let t = *target.borrow();
+        let now = clock.now_s();
+        let asic = mining.as_ref().map_or(0.0, |m| m.borrow().target_watts);
+        let watts = (t.watts_at(now) - asic).max(0.0);
+        runner.set_target(watts, clock.real(t.valid_until_s - now));
+        status.send_replace(GpuState::Ready(Box::new(runner.status())));
+    })
+    .await;
+    runner.set_target(0.0, std::time::Duration::ZERO);
+}
+
+/// Runs `f` every `period` until shutdown.
+async fn each_tick(
+    period: std::time::Duration,
     mut shutdown: watch::Receiver<bool>,
+    mut f: impl FnMut(),
 ) {
     let mut interval = tokio::time::interval(period);
     interval.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -380,14 +398,8 @@ async fn gpu_task(
             _ = interval.tick() => {}
             _ = shutdown.changed() => break,
         }
-        let t = *target.borrow();
-        let now = clock.now_s();
-        let asic = mining.as_ref().map_or(0.0, |m| m.borrow().target_watts);
-        let watts = (t.watts_at(now) - asic).max(0.0);
-        runner.set_target(watts, clock.real(t.valid_until_s - now));
-        status.send_replace(GpuState::Ready(Box::new(runner.status())));
+        f();
     }
-    runner.set_target(0.0, std::time::Duration::ZERO);
 }
 
 /// Drives the ASIC from the heat budget every tick and publishes the mining status. The
@@ -399,20 +411,15 @@ async fn mining_task(
     target: watch::Receiver<PowerTarget>,
     period: std::time::Duration,
     status: watch::Sender<MiningStatus>,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) {
-    let mut interval = tokio::time::interval(period);
-    interval.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = interval.tick() => {}
-            _ = shutdown.changed() => break,
-        }
+    each_tick(period, shutdown, || {
         let t = *target.borrow();
         let now = clock.now_s();
         let asked = engine.follow(t.watts_at(now), clock.real(t.valid_until_s - now));
         status.send_replace(engine.status(asked));
-    }
+    })
+    .await;
     engine.follow(0.0, std::time::Duration::ZERO);
 }
 

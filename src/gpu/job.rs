@@ -251,6 +251,17 @@ fn mlp_dims(job: &GpuJob, at: usize, d: usize) -> Result<(usize, usize), JobErro
 impl GpuJob {
     /// Checks shapes, parameters and caps; `max_binding` is the adapter's largest storage binding.
     pub fn plan(&self, limits: &JobLimits, max_binding: u64) -> Result<Plan, JobError> {
+        self.plan_with_shader(limits, max_binding)
+            .map(|(plan, _)| plan)
+    }
+
+    /// [`Self::plan`], also returning a custom job's validated, loop-bounded shader.
+    fn plan_with_shader(
+        &self,
+        limits: &JobLimits,
+        max_binding: u64,
+    ) -> Result<(Plan, Option<validate::WgslInfo>), JobError> {
+        let mut shader = None;
         for (i, t) in self.inputs.iter().enumerate() {
             if t.shape.iter().product::<usize>() != t.data.len() {
                 return Err(invalid(
@@ -424,14 +435,14 @@ impl GpuJob {
                         "length must be at least 1",
                     ));
                 }
-                check_custom(
+                shader = Some(check_custom(
                     wgsl,
                     entry_point,
                     self.inputs.len(),
                     outputs.len(),
                     [workgroups[1], workgroups[2]],
                     limits,
-                )?;
+                )?);
                 let outs = outputs.iter().map(|&n| vec![n]).collect();
                 (workgroups[0] as u64, 1, outs, 0)
             }
@@ -465,12 +476,13 @@ impl GpuJob {
                 ),
             });
         }
-        Ok(Plan {
+        let plan = Plan {
             units,
             align,
             bytes,
             outputs,
-        })
+        };
+        Ok((plan, shader))
     }
 }
 
@@ -526,7 +538,8 @@ impl Prepared {
         limits: &JobLimits,
         checkpoint: Option<&Checkpoint>,
     ) -> Result<Self, JobError> {
-        let plan = job.plan(limits, gpu.summary.max_storage_buffer_binding_size)?;
+        let (plan, mut shader) =
+            job.plan_with_shader(limits, gpu.summary.max_storage_buffer_binding_size)?;
         let ins: Vec<&Tensor> = job.inputs.iter().collect();
         let mut buffers: Vec<wgpu::Buffer> = Vec::new();
         let up = |t: &Tensor| gpu.storage(&t.data);
@@ -602,19 +615,15 @@ impl Prepared {
                 (Kind::MlpTrain { shape, lr: *lr }, state, idx.to_vec())
             }
             KernelSpec::Custom {
-                wgsl,
                 entry_point,
                 workgroups,
                 outputs,
+                ..
             } => {
-                let info = check_custom(
-                    wgsl,
-                    entry_point,
-                    ins.len(),
-                    outputs.len(),
-                    [workgroups[1], workgroups[2]],
-                    limits,
-                )?;
+                // `plan_with_shader` validated and loop-bounded it for a custom job.
+                let info = shader
+                    .take()
+                    .ok_or_else(|| invalid("kernel.wgsl", "missing"))?;
                 let kernel = Kernel::from_module(gpu, info, "custom", false)?;
                 buffers.extend(ins.iter().map(|t| up(t)));
                 let first = buffers.len();
