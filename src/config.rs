@@ -12,6 +12,7 @@ use thiserror::Error;
 use crate::mining::asic::AsicConfig;
 use crate::mining::stratum::client::Endpoint;
 use crate::mining::stratum::pool::PoolConfig;
+use crate::sched::allocator::{Hysteresis, Mix};
 use crate::thermal::controller::ControllerConfig;
 use crate::thermal::estimator::RoomModel;
 use crate::thermal::room::{Disturbance, OutdoorProfile, ProfileError, RoomParams};
@@ -89,6 +90,8 @@ pub struct HeaterConfig {
     pub idle_watts: f64,
     /// The most the heater may draw, W; the heat budget never exceeds it.
     pub max_watts: f64,
+    /// The resistive element for boost heat (`[heater.resistive]`).
+    pub resistive: ResistiveConfig,
 }
 
 impl Default for HeaterConfig {
@@ -96,6 +99,98 @@ impl Default for HeaterConfig {
         Self {
             idle_watts: 20.0,
             max_watts: 1200.0,
+            resistive: ResistiveConfig::default(),
+        }
+    }
+}
+
+/// A resistive element that supplies only the heat compute cannot absorb.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ResistiveConfig {
+    /// Its power, W; 0 = no element. (`max_w` is accepted too.)
+    #[serde(alias = "max_w")]
+    pub max_watts: f64,
+}
+
+impl Default for ResistiveConfig {
+    fn default() -> Self {
+        // The default heater: 400 W ASIC + 250 W GPU + 600 W element covers its 1200 W.
+        Self { max_watts: 600.0 }
+    }
+}
+
+/// The scheduler: how the heat budget is split and what work is worth.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SchedConfig {
+    /// The mix at first start; once the owner sets one it is kept in the data dir.
+    pub mix: Mix,
+    /// Switching hysteresis of the automatic mix.
+    pub hysteresis: Hysteresis,
+    /// What mining earns: currency per TH/s per day.
+    pub hashprice_per_th_day: f64,
+    /// The hashing board's nominal efficiency, J/TH.
+    pub asic_joules_per_th: f64,
+    /// Deadline jobs get this much more GPU power than the bare minimum to finish in time.
+    pub deadline_margin: f64,
+}
+
+impl Default for SchedConfig {
+    fn default() -> Self {
+        Self {
+            mix: Mix::Auto,
+            hysteresis: Hysteresis::default(),
+            hashprice_per_th_day: 0.045,
+            asic_joules_per_th: 17.5,
+            deadline_margin: 1.25,
+        }
+    }
+}
+
+impl SchedConfig {
+    /// Mining value per joule: hashprice over the board's efficiency.
+    pub fn asic_value_per_joule(&self) -> f64 {
+        self.hashprice_per_th_day / (86_400.0 * self.asic_joules_per_th)
+    }
+
+    /// What one accepted difficulty-1 share (2^32 hashes) earns at the hashprice.
+    pub fn value_per_share(&self) -> f64 {
+        // A TH/s for a day is 1e12 · 86 400 hashes.
+        self.hashprice_per_th_day * 4_294_967_296.0 / (1e12 * 86_400.0)
+    }
+}
+
+/// The job store and the executor that runs its jobs.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct JobsConfig {
+    /// Where jobs, checkpoints and results live; the CLI's `--data-dir` overrides it. Unset:
+    /// `$XDG_DATA_HOME/hearth`, else `~/.local/share/hearth`.
+    pub data_dir: Option<PathBuf>,
+    /// Queue caps.
+    pub limits: crate::jobs::store::StoreLimits,
+}
+
+impl JobsConfig {
+    /// The data dir in use: the configured one, else the XDG default.
+    pub fn resolved_data_dir(&self) -> Result<PathBuf, ConfigError> {
+        if let Some(d) = &self.data_dir {
+            return Ok(d.clone());
+        }
+        let xdg = std::env::var_os("XDG_DATA_HOME")
+            .map(PathBuf::from)
+            .filter(|p| p.is_absolute());
+        let home = std::env::var_os("HOME")
+            .map(PathBuf::from)
+            .filter(|p| p.is_absolute());
+        match (xdg, home) {
+            (Some(x), _) => Ok(x.join("hearth")),
+            (None, Some(h)) => Ok(h.join(".local/share/hearth")),
+            (None, None) => Err(ConfigError::Invalid {
+                key: "jobs.data_dir".into(),
+                msg: "neither XDG_DATA_HOME nor HOME is set; give --data-dir".into(),
+            }),
         }
     }
 }
@@ -284,6 +379,29 @@ pub struct Config {
     pub mining: MiningConfig,
     /// Leased AI jobs on the GPU.
     pub gpu: GpuConfig,
+    /// How the budget is split between workloads.
+    pub sched: SchedConfig,
+    /// The durable job queue.
+    pub jobs: JobsConfig,
+}
+
+/// Checks a mix: pinned fractions are finite, in [0, 1] and add up to 1. The error names the
+/// field (`asic`, `gpu`).
+pub fn validate_mix(mix: &Mix) -> Result<(), (&'static str, String)> {
+    if let Mix::Pinned { asic, gpu, .. } = *mix {
+        for (k, v) in [("asic", asic), ("gpu", gpu)] {
+            if !(v.is_finite() && (0.0..=1.0).contains(&v)) {
+                return Err((k, format!("must be a fraction in [0, 1], got {v}")));
+            }
+        }
+        if (asic + gpu - 1.0).abs() > 1e-6 {
+            return Err((
+                "gpu",
+                format!("asic + gpu must add up to 1 (100 %), got {}", asic + gpu),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Sets `dotted.path = value` in a TOML table; `value` is read as TOML (number, bool, array …)
@@ -523,6 +641,38 @@ impl Config {
                 "sensors.room.kind",
                 "a fixed room temperature cannot be controlled; use simulated or file".into(),
             );
+        }
+        non_negative(
+            "heater.resistive.max_watts",
+            self.heater.resistive.max_watts,
+        )?;
+        let sc = &self.sched;
+        if let Err((key, msg)) = validate_mix(&sc.mix) {
+            return bad(&format!("sched.mix.{key}"), msg);
+        }
+        non_negative("sched.hysteresis.min_gain", sc.hysteresis.min_gain)?;
+        non_negative(
+            "sched.hysteresis.dwell_seconds",
+            sc.hysteresis.dwell_seconds,
+        )?;
+        non_negative("sched.hashprice_per_th_day", sc.hashprice_per_th_day)?;
+        positive("sched.asic_joules_per_th", sc.asic_joules_per_th)?;
+        if !(sc.deadline_margin.is_finite() && sc.deadline_margin >= 1.0) {
+            return bad(
+                "sched.deadline_margin",
+                format!("must be at least 1, got {}", sc.deadline_margin),
+            );
+        }
+        if self.jobs.limits.max_jobs_per_tenant == 0 {
+            return bad(
+                "jobs.limits.max_jobs_per_tenant",
+                "must be at least 1".into(),
+            );
+        }
+        if let Some(d) = &self.jobs.data_dir {
+            if d.as_os_str().is_empty() {
+                return bad("jobs.data_dir", "must name a directory".into());
+            }
         }
         if let Err((key, msg)) = self.gpu.runner.validate() {
             return bad(&format!("gpu.runner.{key}"), msg);

@@ -6,11 +6,16 @@
 //! - **sensor pollers**: read the room and outdoor sources off the control loop's path (file I/O
 //!   runs on the blocking pool) and publish the latest reading (`watch<Option<Reading>>`).
 //! - **control**: each tick takes the latest readings, runs safety, the schedule and the
-//!   controller, and publishes the heat budget as a [`PowerTarget`] with a dead-man deadline and a
-//!   [`Status`] snapshot. It never waits on I/O.
+//!   controller, turns the heat budget into one [`PowerTarget`] per workload (the scheduler
+//!   stage), each with a dead-man deadline, and publishes them with a [`Status`] snapshot. It
+//!   never waits on I/O.
+//! - **followers** (one per workload: ASIC, GPU, resistive element): hand the workload its
+//!   latest target every tick; a stalled control loop leaves them with an expired deadline, so
+//!   every workload drops to 0 W by itself.
+//! - **job executor** ([`crate::jobs::executor`]): moves jobs between the store and the GPU
+//!   runner and publishes the queue summary the allocator reads.
 //!
-//! Until the workload engines exist, the simulated room is heated by the published budget as if
-//! by an ideal heater (read through the same dead-man timer an engine uses).
+//! The simulated room is heated by what the workloads report they draw.
 
 use serde::Serialize;
 use std::sync::{Arc, Mutex};
@@ -20,13 +25,21 @@ use tokio::task::JoinHandle;
 use tokio::time::MissedTickBehavior;
 
 use crate::clock::{format_clock, Clock};
-use crate::config::{Config, SourceConfig};
+use crate::config::{validate_mix, Config, SourceConfig};
 use crate::gpu::device::Gpu;
 use crate::gpu::runner::{GpuRunner, RunnerStatus};
+use crate::jobs::executor::{self, ExecutorConfig, ExecutorHandle};
+use crate::jobs::{JobId, JobSpec, JobStore, StoreError};
 use crate::mining::engine::{MiningEngine, MiningStatus};
 use crate::mining::stratum::client::{ClientConfig, Endpoint};
 use crate::mining::stratum::pool::LocalPool;
-use crate::power::{DeadMan, PowerTarget};
+use crate::power::PowerTarget;
+use crate::sched::accounting::Accounts;
+use crate::sched::allocator::Mix;
+use crate::sched::scheduler::{
+    QueueSummary, SchedSettings, SchedStatus, Scheduler, Targets, Workloads,
+};
+use crate::sched::workload::{ResistiveElement, Workload};
 use crate::thermal::controller::{ControlInput, ControlOutput, Controller};
 use crate::thermal::estimator::{ModelEstimator, RoomModel};
 use crate::thermal::room::{ua_factor_at, Room};
@@ -49,6 +62,20 @@ pub enum DaemonError {
     /// Mining could not start.
     #[error("mining: {0}")]
     Mining(String),
+    /// The job store could not be opened or written.
+    #[error("job store: {0}")]
+    Store(#[from] StoreError),
+    /// The configuration is unusable.
+    #[error("{0}")]
+    Config(#[from] crate::config::ConfigError),
+    /// A request was rejected; names the field.
+    #[error("{field}: {msg}")]
+    Invalid {
+        /// The offending field.
+        field: String,
+        /// What is wrong.
+        msg: String,
+    },
 }
 
 /// A command to the control loop.
@@ -61,6 +88,8 @@ pub enum Command {
         /// Where the outcome goes.
         reply: oneshot::Sender<Result<(), ScheduleError>>,
     },
+    /// Changes the workload mix (already validated and stored).
+    SetMix(Mix),
 }
 
 /// The snapshot published every tick.
@@ -105,6 +134,8 @@ pub struct Status {
     /// The GPU: adapter (hardware or software), target, duty, modelled power, jobs.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub gpu: Option<GpuState>,
+    /// The budget split: mix, targets, unmet watts, actual power, queue and accounts.
+    pub sched: SchedStatus,
 }
 
 /// The GPU as the status snapshot shows it.
@@ -126,6 +157,10 @@ pub struct DaemonHandle {
     pub status: watch::Receiver<Status>,
     /// The latest heat budget target.
     pub target: watch::Receiver<PowerTarget>,
+    /// The latest per-workload targets.
+    pub targets: watch::Receiver<Targets>,
+    /// The job store.
+    pub store: Arc<JobStore>,
     /// Where engines report chip temperatures.
     pub chips: ChipTemperatures,
     /// The daemon's clock.
@@ -136,6 +171,7 @@ pub struct DaemonHandle {
     mining: Option<(Arc<MiningEngine>, Option<LocalPool>)>,
     /// The GPU runner, if the GPU is enabled and opened.
     pub gpu: Option<Arc<GpuRunner>>,
+    executor: ExecutorHandle,
 }
 
 impl DaemonHandle {
@@ -149,12 +185,61 @@ impl DaemonHandle {
         Ok(rx.await.map_err(|_| DaemonError::Stopped)??)
     }
 
-    /// Stops every task; the last published target is 0 W.
+    /// Sets the workload mix: stored durably first, then in force from the next tick.
+    pub async fn set_mix(&self, mix: Mix) -> Result<(), DaemonError> {
+        validate_mix(&mix).map_err(|(k, msg)| DaemonError::Invalid {
+            field: k.to_string(),
+            msg,
+        })?;
+        let json = serde_json::to_string(&mix).map_err(|e| DaemonError::Invalid {
+            field: "mix".into(),
+            msg: e.to_string(),
+        })?;
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || store.set_setting(MIX_SETTING, &json))
+            .await
+            .map_err(|_| DaemonError::Stopped)??;
+        tracing::info!(?mix, "mix changed");
+        self.commands
+            .send(Command::SetMix(mix))
+            .await
+            .map_err(|_| DaemonError::Stopped)
+    }
+
+    /// Checks a job against the GPU's limits, stores it durably and wakes the executor. Returns
+    /// once the job is on disk.
+    pub async fn submit(&self, spec: JobSpec) -> Result<JobId, DaemonError> {
+        if let Some(r) = &self.gpu {
+            let max_binding = r.status().adapter.max_storage_buffer_binding_size;
+            spec.job
+                .plan(&r.config().limits, max_binding)
+                .map_err(|e| match e {
+                    crate::gpu::job::JobError::Invalid { field, msg } => DaemonError::Invalid {
+                        field: format!("job.{field}"),
+                        msg,
+                    },
+                    e => DaemonError::Invalid {
+                        field: "job".into(),
+                        msg: e.to_string(),
+                    },
+                })?;
+        }
+        let store = self.store.clone();
+        let id = tokio::task::spawn_blocking(move || store.submit(&spec))
+            .await
+            .map_err(|_| DaemonError::Stopped)??;
+        self.executor.notify();
+        Ok(id)
+    }
+
+    /// Stops every task; the last published target is 0 W. The running job is checkpointed
+    /// and PAUSED, the accounts written.
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);
         for t in self.tasks {
             let _ = t.await;
         }
+        self.executor.join().await;
         if let Some((engine, pool)) = self.mining {
             if let Ok(engine) = Arc::try_unwrap(engine) {
                 engine.shutdown().await;
@@ -165,6 +250,9 @@ impl DaemonHandle {
         }
     }
 }
+
+/// The store setting that keeps the owner's mix.
+const MIX_SETTING: &str = "mix";
 
 /// A source shared with the blocking pool.
 type SharedSource = Arc<Mutex<Box<dyn TemperatureSource>>>;
@@ -219,16 +307,55 @@ async fn start_mining(
     Ok((engine, local))
 }
 
+/// Opens the job store in the configured data dir (on the blocking pool), re-queues jobs a
+/// crash left RUNNING, and loads the stored accounts and mix.
+async fn open_store(cfg: &Config) -> Result<(Arc<JobStore>, Accounts, Mix), DaemonError> {
+    let dir = cfg.jobs.resolved_data_dir()?;
+    let limits = cfg.jobs.limits.clone();
+    let default_mix = cfg.sched.mix;
+    tokio::task::spawn_blocking(move || {
+        std::fs::create_dir_all(&dir).map_err(|source| StoreError::Io {
+            path: dir.clone(),
+            source,
+        })?;
+        let store = JobStore::open(&dir, limits)?;
+        let requeued = store.recover()?;
+        let accounts = executor::load_accounts(&store)?;
+        let mix = match store.setting(MIX_SETTING)? {
+            Some(json) => serde_json::from_str(&json).unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "stored mix unreadable; using the configured one");
+                default_mix
+            }),
+            None => default_mix,
+        };
+        tracing::info!(data_dir = %dir.display(), live_jobs = requeued.len(), "job store open");
+        Ok((Arc::new(store), accounts, mix))
+    })
+    .await
+    .map_err(|_| DaemonError::Stopped)?
+}
+
 /// Starts the daemon's tasks on the current tokio runtime.
 pub async fn spawn(cfg: Config, clock: Clock) -> Result<DaemonHandle, DaemonError> {
     let schedule = Schedule::new(&cfg.thermostat, clock.epoch_weekday())?;
+    let (store, accounts, mix) = open_store(&cfg).await?;
     let (target_tx, target_rx) = watch::channel(PowerTarget::zero());
+    let (targets_tx, targets_rx) = watch::channel(Targets::default());
+    let (accounts_tx, accounts_rx) = watch::channel(accounts.clone());
     let (status_tx, status_rx) = watch::channel(Status::default());
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let (cmd_tx, cmd_rx) = mpsc::channel(16);
     let chips = ChipTemperatures::default();
     let tick_real = clock.real(cfg.control.tick_seconds);
     let mut tasks = Vec::new();
+    let mut workloads = Workloads::default();
+    let follower = |pick: fn(&Targets) -> PowerTarget| Follower {
+        clock: clock.clone(),
+        targets: targets_rx.clone(),
+        pick,
+        period: tick_real,
+        shutdown: shutdown_rx.clone(),
+    };
 
     let mut mining = None;
     let mut mining_rx = None;
@@ -236,14 +363,14 @@ pub async fn spawn(cfg: Config, clock: Clock) -> Result<DaemonHandle, DaemonErro
         let (engine, pool) = start_mining(&cfg, &chips).await?;
         let engine = Arc::new(engine);
         let (tx, rx) = watch::channel(engine.status(0.0));
-        tasks.push(tokio::spawn(mining_task(
+        let e = engine.clone();
+        tasks.push(tokio::spawn(follower(|t| t.asic).run(
             engine.clone(),
-            clock.clone(),
-            target_rx.clone(),
-            tick_real,
-            tx,
-            shutdown_rx.clone(),
+            move |asked| {
+                tx.send_replace(e.status(asked));
+            },
         )));
+        workloads.asic = Some(engine.clone());
         mining = Some((engine, pool));
         mining_rx = Some(rx);
     }
@@ -252,20 +379,35 @@ pub async fn spawn(cfg: Config, clock: Clock) -> Result<DaemonHandle, DaemonErro
         let (runner, state) = start_gpu(&cfg).await;
         let (tx, rx) = watch::channel(state);
         if let Some(r) = &runner {
-            tasks.push(tokio::spawn(gpu_task(
+            let status_of = r.clone();
+            tasks.push(tokio::spawn(follower(|t| t.gpu).run(
                 r.clone(),
-                clock.clone(),
-                target_rx.clone(),
-                mining_rx.clone(),
-                tick_real,
-                tx,
-                shutdown_rx.clone(),
+                move |_| {
+                    tx.send_replace(GpuState::Ready(Box::new(status_of.status())));
+                },
             )));
+            workloads.gpu = Some(r.clone());
         }
         (runner, Some(rx))
     } else {
         (None, None)
     };
+
+    if cfg.heater.resistive.max_watts > 0.0 {
+        let element = Arc::new(ResistiveElement::new(cfg.heater.resistive.max_watts));
+        tasks.push(tokio::spawn(
+            follower(|t| t.resistive).run(element.clone(), |_| {}),
+        ));
+        workloads.resistive = Some(element);
+    }
+
+    let executor = executor::spawn(
+        store.clone(),
+        gpu.clone(),
+        accounts_rx,
+        ExecutorConfig::default(),
+        shutdown_rx.clone(),
+    );
 
     let truth_rx = if cfg.uses_simulated_room() {
         let sim = &cfg.simulation;
@@ -281,8 +423,7 @@ pub async fn spawn(cfg: Config, clock: Clock) -> Result<DaemonHandle, DaemonErro
             room,
             cfg.clone(),
             clock.clone(),
-            DeadMan::new(target_rx.clone()),
-            mining_rx.clone(),
+            workloads.clone(),
             truth_tx,
             shutdown_rx.clone(),
         )));
@@ -310,10 +451,18 @@ pub async fn spawn(cfg: Config, clock: Clock) -> Result<DaemonHandle, DaemonErro
     let outdoor_rx = poller(&cfg.sensors.outdoor, SimulatedPoint::Outdoor, seed + 1);
 
     let estimator = ModelEstimator::new(cfg.model.model(), cfg.model.estimate_online);
+    let settings = SchedSettings {
+        hysteresis: cfg.sched.hysteresis,
+        asic_value_per_joule: cfg.sched.asic_value_per_joule(),
+        value_per_share: cfg.sched.value_per_share(),
+        deadline_margin: cfg.sched.deadline_margin,
+        max_gap_seconds: f64::from(cfg.safety.deadman_ticks.max(3)) * cfg.control.tick_seconds,
+    };
     let control = ControlLoop {
         controller: Controller::new(cfg.controller.clone(), cfg.heater.max_watts, estimator),
         supervisor: Supervisor::new(cfg.safety.clone()),
         setpoints: Setpoints::new(schedule),
+        scheduler: Scheduler::new(workloads, mix, accounts, settings),
         cfg: cfg.clone(),
         clock: clock.clone(),
         chips: chips.clone(),
@@ -321,15 +470,20 @@ pub async fn spawn(cfg: Config, clock: Clock) -> Result<DaemonHandle, DaemonErro
         outdoor_rx,
         truth_rx,
         target_tx,
+        targets_tx,
+        accounts_tx,
         status_tx,
         mining_rx,
         gpu_rx,
+        queue_rx: executor.summary.clone(),
         last_outdoor: None,
     };
     tasks.push(tokio::spawn(control.run(cmd_rx, shutdown_rx)));
     Ok(DaemonHandle {
         status: status_rx,
         target: target_rx,
+        targets: targets_rx,
+        store,
         chips,
         clock,
         commands: cmd_tx,
@@ -337,6 +491,7 @@ pub async fn spawn(cfg: Config, clock: Clock) -> Result<DaemonHandle, DaemonErro
         tasks,
         mining,
         gpu,
+        executor,
     })
 }
 
@@ -362,27 +517,37 @@ async fn start_gpu(cfg: &Config) -> (Option<Arc<GpuRunner>>, GpuState) {
     }
 }
 
-/// Gives the GPU the budget the ASIC does not take, every tick, with the budget's dead-man
-/// deadline: if the control loop stalls, the runner pauses by itself.
-async fn gpu_task(
-    runner: Arc<GpuRunner>,
+/// Hands one workload its target every tick, with the target's dead-man deadline: if the
+/// control loop stalls, the workload switches off by itself.
+struct Follower {
     clock: Clock,
-    target: watch::Receiver<PowerTarget>,
-    mining: Option<watch::Receiver<MiningStatus>>,
+    targets: watch::Receiver<Targets>,
+    pick: fn(&Targets) -> PowerTarget,
     period: std::time::Duration,
-    status: watch::Sender<GpuState>,
     shutdown: watch::Receiver<bool>,
-) {
-    each_tick(period, shutdown, || {
-        let t = *target.borrow();
-        let now = clock.now_s();
-        let asic = mining.as_ref().map_or(0.0, |m| m.borrow().target_watts);
-        let watts = (t.watts_at(now) - asic).max(0.0);
-        runner.set_target(watts, clock.real(t.valid_until_s - now));
-        status.send_replace(GpuState::Ready(Box::new(runner.status())));
-    })
-    .await;
-    runner.set_target(0.0, std::time::Duration::ZERO);
+}
+
+impl Follower {
+    /// Runs until shutdown, then sets the workload to 0 W; `after` gets the watts asked.
+    async fn run(self, w: Arc<dyn Workload>, mut after: impl FnMut(f64) + Send) {
+        let Follower {
+            clock,
+            targets,
+            pick,
+            period,
+            shutdown,
+        } = self;
+        each_tick(period, shutdown, || {
+            let t = pick(&targets.borrow());
+            let now = clock.now_s();
+            let watts = t.watts_at(now);
+            w.set_target(watts, clock.real(t.valid_until_s - now));
+            after(watts);
+        })
+        .await;
+        w.set_target(0.0, std::time::Duration::ZERO);
+        after(0.0);
+    }
 }
 
 /// Runs `f` every `period` until shutdown.
@@ -402,33 +567,20 @@ async fn each_tick(
     }
 }
 
-/// Drives the ASIC from the heat budget every tick and publishes the mining status. The
-/// budget's dead-man deadline becomes the board's own: if the control loop stalls, the board
-/// switches off by itself.
-async fn mining_task(
-    engine: Arc<MiningEngine>,
-    clock: Clock,
-    target: watch::Receiver<PowerTarget>,
-    period: std::time::Duration,
-    status: watch::Sender<MiningStatus>,
-    shutdown: watch::Receiver<bool>,
-) {
-    each_tick(period, shutdown, || {
-        let t = *target.borrow();
-        let now = clock.now_s();
-        let asked = engine.follow(t.watts_at(now), clock.real(t.valid_until_s - now));
-        status.send_replace(engine.status(asked));
-    })
-    .await;
-    engine.follow(0.0, std::time::Duration::ZERO);
+/// The power the workloads report, W: the heat going into the room.
+fn heat_watts(w: &Workloads) -> f64 {
+    [&w.asic, &w.gpu, &w.resistive]
+        .into_iter()
+        .flatten()
+        .map(|x| x.actual_watts().0)
+        .sum()
 }
 
 async fn room_task(
     mut room: Room,
     cfg: Config,
     clock: Clock,
-    heat: DeadMan,
-    mining: Option<watch::Receiver<MiningStatus>>,
+    workloads: Workloads,
     truth_tx: watch::Sender<RoomTruth>,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -436,29 +588,24 @@ async fn room_task(
     let mut interval = tokio::time::interval(clock.real(cfg.control.tick_seconds));
     interval.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut last = clock.now_s();
+    let mut last_watts = heat_watts(&workloads);
     loop {
         tokio::select! {
             _ = interval.tick() => {}
             _ = shutdown.changed() => return,
         }
         let now = clock.now_s();
-        // The heat applied over the interval: what the ASIC draws (modelled), plus the rest of
-        // the budget as an ideal heater until the other workloads exist.
-        let budget = heat.watts_at(last);
-        let watts = match &mining {
-            Some(m) => {
-                let m = m.borrow();
-                (budget - m.target_watts).max(0.0) + m.power_watts
-            }
-            None => budget,
-        };
+        // Every watt drawn ends up in the room: the heat over the interval is the mean of what
+        // the workloads reported at its ends.
+        let watts = heat_watts(&workloads);
         room.step(
             now - last,
-            watts,
+            0.5 * (watts + last_watts),
             sim.outdoor.celsius_at(last),
             ua_factor_at(&sim.disturbances, last),
         );
         last = now;
+        last_watts = watts;
         truth_tx.send_replace(RoomTruth {
             room_celsius: room.air_celsius(),
             outdoor_celsius: sim.outdoor.celsius_at(now),
@@ -514,6 +661,7 @@ struct ControlLoop {
     controller: Controller,
     supervisor: Supervisor,
     setpoints: Setpoints,
+    scheduler: Scheduler,
     cfg: Config,
     clock: Clock,
     chips: ChipTemperatures,
@@ -521,9 +669,12 @@ struct ControlLoop {
     outdoor_rx: watch::Receiver<Option<Reading>>,
     truth_rx: Option<watch::Receiver<RoomTruth>>,
     target_tx: watch::Sender<PowerTarget>,
+    targets_tx: watch::Sender<Targets>,
+    accounts_tx: watch::Sender<Accounts>,
     status_tx: watch::Sender<Status>,
     mining_rx: Option<watch::Receiver<MiningStatus>>,
     gpu_rx: Option<watch::Receiver<GpuState>>,
+    queue_rx: watch::Receiver<QueueSummary>,
     last_outdoor: Option<f64>,
 }
 
@@ -578,6 +729,17 @@ impl ControlLoop {
                         "mining"
                     );
                 }
+                let a = &status.sched.allocation;
+                let p = &status.sched.actual;
+                tracing::info!(
+                    mix = %status.sched.mix.map(|m| format!("{m:?}")).unwrap_or_default(),
+                    asic_watts = %format!("{:.0}/{:.0}", p.asic, a.asic_watts),
+                    gpu_watts = %format!("{:.0}/{:.0}", p.gpu, a.gpu_watts),
+                    resistive_watts = %format!("{:.0}/{:.0}", p.resistive, a.resistive_watts),
+                    unmet_watts = %format!("{:.0}", a.unmet_watts),
+                    jobs = status.sched.queue.live,
+                    "split (actual/target)"
+                );
                 match &status.gpu {
                     Some(GpuState::Ready(g)) => tracing::info!(
                         adapter = %g.adapter.name,
@@ -599,6 +761,7 @@ impl ControlLoop {
         }
         // Fail cold on the way out.
         self.target_tx.send_replace(PowerTarget::zero());
+        self.targets_tx.send_replace(Targets::default());
         tracing::info!("control loop stopped; heat budget 0 W");
     }
 
@@ -611,6 +774,7 @@ impl ControlLoop {
                 }
                 let _ = reply.send(r);
             }
+            Command::SetMix(mix) => self.scheduler.set_mix(mix),
         }
     }
 
@@ -648,11 +812,19 @@ impl ControlLoop {
                 0.0
             }
         };
-        self.target_tx.send_replace(PowerTarget {
+        let budget_target = PowerTarget {
             watts: budget,
             issued_at_s: now,
             valid_until_s: now + f64::from(self.cfg.safety.deadman_ticks) * tick_s,
-        });
+        };
+        self.target_tx.send_replace(budget_target);
+        let mining = self.mining_rx.as_ref().map(|m| m.borrow().clone());
+        let queue = self.queue_rx.borrow().clone();
+        let (targets, sched) = self
+            .scheduler
+            .tick(now, budget_target, &queue, mining.as_ref());
+        self.targets_tx.send_replace(targets);
+        self.accounts_tx.send_replace(sched.accounts.clone());
         let next: Option<NextSetpoint> = plan.next;
         Status {
             tick,
@@ -670,8 +842,9 @@ impl ControlLoop {
             model_estimated: self.controller.model_is_estimated(),
             trips: verdict.trips,
             simulated_room_celsius: self.truth_rx.as_ref().map(|t| t.borrow().room_celsius),
-            mining: self.mining_rx.as_ref().map(|m| m.borrow().clone()),
+            mining,
             gpu: self.gpu_rx.as_ref().map(|g| g.borrow().clone()),
+            sched,
         }
     }
 }

@@ -5,6 +5,8 @@ use clap::{Parser, Subcommand};
 use std::path::{Path, PathBuf};
 use tracing_subscriber::EnvFilter;
 
+mod cli_jobs;
+
 use hearth::clock::Clock;
 use hearth::config::{apply_assignments, Config};
 use hearth::mining::header::{decode_hex, display_hash, hash_difficulty, Target, HEADER_LEN};
@@ -29,6 +31,10 @@ enum Command {
         /// Run simulated time N times faster than real time (simulated room only).
         #[arg(long, value_name = "N")]
         sim_speed: Option<f64>,
+        /// Where jobs, checkpoints, results and the owner's settings live
+        /// (default: `$XDG_DATA_HOME/hearth`, else `~/.local/share/hearth`).
+        #[arg(long, value_name = "DIR")]
+        data_dir: Option<PathBuf>,
     },
     /// Show or check the configuration.
     Config {
@@ -48,6 +54,11 @@ enum Command {
     Gpu {
         #[command(subcommand)]
         action: GpuAction,
+    },
+    /// Leased jobs in the local data dir: submit, list, get, result (the daemon runs them).
+    Jobs {
+        #[command(subcommand)]
+        action: cli_jobs::JobsAction,
     },
     /// Measure performance.
     Bench {
@@ -204,7 +215,11 @@ fn main() -> Result<()> {
     }
     let cli = Cli::parse();
     match cli.command {
-        Command::Serve { config, sim_speed } => serve(config.as_deref(), sim_speed),
+        Command::Serve {
+            config,
+            sim_speed,
+            data_dir,
+        } => serve(config.as_deref(), sim_speed, data_dir),
         Command::Config { action } => match action {
             ConfigAction::PrintDefault => {
                 print!("{}", Config::default_toml());
@@ -223,6 +238,7 @@ fn main() -> Result<()> {
         Command::Bench { action } => bench(action),
         Command::Pool(args) => run_pool(args),
         Command::Gpu { action } => gpu_cmd(action),
+        Command::Jobs { action } => cli_jobs::run(action),
     }
 }
 
@@ -235,9 +251,13 @@ fn init_logging() {
         .init();
 }
 
-fn serve(config: Option<&Path>, sim_speed: Option<f64>) -> Result<()> {
+fn serve(config: Option<&Path>, sim_speed: Option<f64>, data_dir: Option<PathBuf>) -> Result<()> {
     init_logging();
     let mut cfg = Config::load(config, std::env::vars())?;
+    if data_dir.is_some() {
+        cfg.jobs.data_dir = data_dir;
+        cfg.validate().context("--data-dir")?;
+    }
     if let Some(speed) = sim_speed {
         if !cfg.uses_simulated_room() {
             bail!("--sim-speed needs a simulated room, but no sensor is `kind = \"simulated\"`");
@@ -768,42 +788,15 @@ enum GpuAction {
 /// `hearth gpu run` options.
 #[derive(clap::Args)]
 struct GpuRunArgs {
-    /// matmul, add, mul, relu, gelu, softmax, mlp_infer, mlp_train or custom.
-    kernel: String,
-    /// Random inputs of this size: matmul M,K,N; add/mul/relu/gelu N; softmax ROWS,COLS;
-    /// mlp_infer B,D,H,C; mlp_train N,D,H,C (Gaussian blobs, one per class).
-    #[arg(long, value_delimiter = ',', conflicts_with = "input")]
-    size: Vec<usize>,
-    /// Input tensors (.npy), in the kernel's order; repeat the flag.
-    #[arg(long)]
-    input: Vec<std::path::PathBuf>,
+    /// The kernel and its inputs.
+    #[command(flatten)]
+    job: cli_jobs::JobArgs,
     /// Write the output here (.npy); with several outputs, NAME.0.npy, NAME.1.npy, ...
     #[arg(long)]
     output: Option<std::path::PathBuf>,
     /// Compare with the CPU reference and print the largest difference.
     #[arg(long)]
     check: bool,
-    /// mlp_train learning rate.
-    #[arg(long, default_value_t = 0.1)]
-    lr: f32,
-    /// mlp_train minibatch.
-    #[arg(long, default_value_t = 32)]
-    batch: u32,
-    /// mlp_train epochs.
-    #[arg(long, default_value_t = 10)]
-    epochs: u32,
-    /// custom: the WGSL file.
-    #[arg(long)]
-    wgsl: Option<std::path::PathBuf>,
-    /// custom: the entry point.
-    #[arg(long, default_value = "main")]
-    entry: String,
-    /// custom: workgroups x,y,z.
-    #[arg(long, value_delimiter = ',', default_value = "1,1,1")]
-    workgroups: Vec<u32>,
-    /// custom: f32 length of each output.
-    #[arg(long, value_delimiter = ',')]
-    outputs: Vec<usize>,
     /// Adapter selector.
     #[arg(long, default_value = "auto")]
     adapter: hearth::gpu::device::AdapterChoice,
@@ -870,39 +863,8 @@ fn gpu_cmd(action: GpuAction) -> Result<()> {
 }
 
 fn gpu_run(a: GpuRunArgs) -> Result<()> {
-    use hearth::gpu::job::{GpuJob, KernelSpec};
-    use hearth::gpu::kernels::ElementwiseOp;
     use hearth::gpu::runner::{GpuRunner, JobOutcome, RunnerConfig};
-    use hearth::gpu::tensor::Tensor;
-    let kernel = match a.kernel.as_str() {
-        "matmul" => KernelSpec::Matmul,
-        "add" => KernelSpec::Elementwise { op: ElementwiseOp::Add },
-        "mul" => KernelSpec::Elementwise { op: ElementwiseOp::Mul },
-        "relu" => KernelSpec::Elementwise { op: ElementwiseOp::Relu },
-        "gelu" => KernelSpec::Elementwise { op: ElementwiseOp::Gelu },
-        "softmax" => KernelSpec::Softmax,
-        "mlp_infer" => KernelSpec::MlpInfer,
-        "mlp_train" => KernelSpec::MlpTrain { lr: a.lr, batch: a.batch, epochs: a.epochs },
-        "custom" => {
-            let path = a.wgsl.as_ref().context("custom needs --wgsl FILE")?;
-            let wgsl = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-            let [x, y, z] = a.workgroups[..] else { bail!("--workgroups takes x,y,z") };
-            KernelSpec::Custom { wgsl, entry_point: a.entry.clone(), workgroups: [x, y, z], outputs: a.outputs.clone() }
-        }
-        k => bail!("unknown kernel {k:?}: matmul, add, mul, relu, gelu, softmax, mlp_infer, mlp_train or custom"),
-    };
-    let inputs: Vec<Tensor> = if !a.input.is_empty() {
-        a.input
-            .iter()
-            .map(|p| {
-                let bytes = std::fs::read(p).with_context(|| format!("reading {}", p.display()))?;
-                Tensor::from_npy(&bytes).with_context(|| p.display().to_string())
-            })
-            .collect::<Result<_>>()?
-    } else {
-        hearth::gpu::reference::synthetic_inputs(&kernel, &a.size, 1)?
-    };
-    let job = GpuJob { kernel, inputs };
+    let job = a.job.build()?;
     let want = if a.check {
         hearth::gpu::reference::expected(&job)
     } else {
@@ -923,7 +885,7 @@ fn gpu_run(a: GpuRunArgs) -> Result<()> {
     for (i, t) in out.outputs.iter().enumerate() {
         println!("output {i}: shape {:?}", t.shape);
     }
-    if a.kernel == "mlp_train" {
+    if a.job.kernel == "mlp_train" {
         if let Some(loss) = out.outputs.last() {
             let l: Vec<String> = loss.data.iter().map(|v| format!("{v:.4}")).collect();
             println!("loss per epoch: {}", l.join(" "));
@@ -940,15 +902,7 @@ fn gpu_run(a: GpuRunArgs) -> Result<()> {
         println!("largest difference from the CPU reference: {diff:e}");
     }
     if let Some(path) = &a.output {
-        for (i, t) in out.outputs.iter().enumerate() {
-            let p = if out.outputs.len() == 1 {
-                path.clone()
-            } else {
-                path.with_extension(format!("{i}.npy"))
-            };
-            std::fs::write(&p, t.to_npy()).with_context(|| format!("writing {}", p.display()))?;
-            println!("wrote {}", p.display());
-        }
+        cli_jobs::write_outputs(path, &out.outputs)?;
     }
     Ok(())
 }

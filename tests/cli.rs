@@ -21,7 +21,8 @@ fn json_of(cmd: &mut Command) -> serde_json::Value {
 #[test]
 fn serve_logs_budget_room_and_accepted_shares_and_stops_cleanly_on_sigterm() {
     let mut child = hearth()
-        .args(["serve", "--sim-speed", "50"])
+        .args(["serve", "--sim-speed", "50", "--data-dir"])
+        .arg(tempfile::tempdir().unwrap().keep())
         .env("HEARTH_CONTROL__LOG_EVERY_TICKS", "1")
         // A cold room wants heat whatever the hour; an easy pool finds shares fast.
         .env("HEARTH_SIMULATION__INITIAL_CELSIUS", "15")

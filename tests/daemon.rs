@@ -16,8 +16,11 @@ use std::time::Duration;
 fn base() -> Config {
     let mut cfg = Config::default();
     cfg.mining.enabled = false;
-    // The GPU runs on real time and real threads; tests/daemon_gpu.rs covers it.
+    // The GPU runs on real time and real threads; tests/daemon_mining.rs and tests/daemon_sched.rs cover it.
     cfg.gpu.enabled = false;
+    // With neither, the resistive element is the whole heater.
+    cfg.heater.resistive.max_watts = cfg.heater.max_watts;
+    cfg.jobs.data_dir = Some(tempfile::tempdir().unwrap().keep());
     cfg
 }
 

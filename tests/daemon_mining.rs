@@ -4,6 +4,9 @@
 use hearth::clock::Clock;
 use hearth::config::Config;
 use hearth::daemon::{spawn, GpuState, Status};
+use hearth::gpu::job::{GpuJob, KernelSpec};
+use hearth::gpu::reference::synthetic_inputs;
+use hearth::jobs::{JobSpec, Lease};
 use hearth::thermal::safety::ChipReading;
 use std::time::Duration;
 
@@ -14,6 +17,7 @@ fn config() -> Config {
     cfg.simulation.initial_celsius = 15.0;
     cfg.mining.asic.chips = 1;
     cfg.mining.local_pool.initial_difficulty = 2e-4;
+    cfg.jobs.data_dir = Some(tempfile::tempdir().unwrap().keep());
     cfg
 }
 
@@ -49,7 +53,31 @@ async fn serve_mines_against_the_embedded_pool_and_fails_cold_on_a_trip() {
         m.power_watts
     );
     assert!(m.target_watts <= s.budget_watts + 1e-9);
-    // The GPU (lavapipe in CI) is open, shown as software, and offered what the ASIC leaves.
+    // The GPU (lavapipe in CI) is open and shown as software; with no job it gets nothing.
+    assert!(
+        matches!(&s.gpu, Some(GpuState::Ready(g)) if g.adapter.software && g.target_watts == 0.0),
+        "{:?}",
+        s.gpu
+    );
+    // A queued job gets what the ASIC leaves.
+    let kernel = KernelSpec::MlpTrain {
+        lr: 0.1,
+        batch: 32,
+        epochs: 2000,
+    };
+    let inputs = synthetic_inputs(&kernel, &[1024, 16, 32, 4], 1).unwrap();
+    let id = d
+        .submit(JobSpec {
+            job: GpuJob { kernel, inputs },
+            lease: Lease {
+                tenant: "t1".into(),
+                price_per_gpu_second: 0.01,
+                deadline_unix_s: None,
+                priority: 0,
+            },
+        })
+        .await
+        .unwrap();
     let s = wait_for(
         &mut rx,
         "a GPU target",
@@ -61,6 +89,11 @@ async fn serve_mines_against_the_embedded_pool_and_fails_cold_on_a_trip() {
     };
     assert!(g.adapter.software, "{:?}", g.adapter);
     assert!(g.target_watts <= s.budget_watts + 1e-9);
+    let s = wait_for(&mut rx, "the job on the GPU", |s| {
+        s.sched.queue.running.is_some_and(|r| r.job == id.0)
+    })
+    .await;
+    assert!(s.sched.allocation.total() <= s.budget_watts + 1e-9);
 
     // The ASIC reports its own (modelled, cool) chips into the safety hook.
     assert!(d
@@ -74,12 +107,14 @@ async fn serve_mines_against_the_embedded_pool_and_fails_cold_on_a_trip() {
         celsius: 99.0,
         limit_celsius: 90.0,
     });
-    let s = wait_for(&mut rx, "the board and the GPU off", |s| {
+    let s = wait_for(&mut rx, "every workload off", |s| {
         s.budget_watts == 0.0
             && s.mining.as_ref().is_some_and(|m| m.power_watts == 0.0)
             && matches!(&s.gpu, Some(GpuState::Ready(g)) if g.target_watts == 0.0)
+            && s.sched.actual.total == 0.0
     })
     .await;
     assert!(!s.trips.is_empty());
+    assert_eq!(s.sched.allocation.total(), 0.0);
     d.shutdown().await;
 }

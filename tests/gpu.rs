@@ -570,7 +570,7 @@ fn the_runner_is_a_workload_with_a_duty_cycled_envelope() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let r = runner(RunnerConfig::default());
     let env = r.envelope();
-    assert!(env.below_min && env.min_watts == 30.0 && env.max_watts == 250.0);
+    assert!(!env.below_min && env.min_watts == 30.0 && env.max_watts == 250.0);
     assert!(!r.has_work());
     let h = r.submit(train_job(3000, 100_000), None).unwrap();
     Workload::set_target(&r, 250.0, Duration::from_secs(60));
@@ -587,5 +587,11 @@ fn the_runner_is_a_workload_with_a_duty_cycled_envelope() {
     Workload::set_target(&r, 0.0, Duration::from_secs(60));
     std::thread::sleep(Duration::from_millis(200));
     assert_eq!(duty_over(&r, Duration::from_millis(300)), 0.0);
+    // A second later it is power-gated: no budget, no heat.
+    let t0 = std::time::Instant::now();
+    while r.actual_watts().0 != 0.0 {
+        assert!(t0.elapsed() < Duration::from_secs(10), "{:?}", r.status());
+        std::thread::sleep(Duration::from_millis(20));
+    }
     r.cancel(h.id);
 }

@@ -1,7 +1,9 @@
 //! The GPU runner: one thread that owns the device and runs jobs as bounded chunks, paced so that
 //! its duty cycle (busy time over wall time) follows the power target.
 //!
-//! Power model (labelled "modelled"): `P = idle_w + (max_w − idle_w)·u`, so a target of `W` watts
+//! Power model (labelled "modelled"): `P = idle_w + (max_w − idle_w)·u` while the device has a
+//! target, and 0 W (power-gated) once its target is 0 and it ran nothing for a second. A target
+//! of `W` watts
 //! asks for utilisation `u = (W − idle_w)/(max_w − idle_w)`, clamped to [0, 1]. After a chunk that
 //! kept the device busy for `b`, the runner idles `b·(1 − u)/u`. Chunks are sized from the measured
 //! time per unit so that one takes at most `chunk_ms` (less at low duty, so that a pacing period
@@ -161,6 +163,8 @@ pub struct JobHandle {
     pub progress: watch::Receiver<JobProgress>,
     /// The outcome, once.
     pub outcome: oneshot::Receiver<JobOutcome>,
+    /// The latest automatic checkpoint, for the caller to keep durably.
+    pub checkpoint: watch::Receiver<Option<Arc<Checkpoint>>>,
 }
 
 /// One pacing cycle: a chunk and the idle time before it.
@@ -228,6 +232,7 @@ struct Active {
     progress: JobProgress,
     progress_tx: watch::Sender<JobProgress>,
     outcome_tx: Option<oneshot::Sender<JobOutcome>>,
+    checkpoint_tx: watch::Sender<Option<Arc<Checkpoint>>>,
 }
 
 impl Active {
@@ -274,7 +279,7 @@ impl GpuRunner {
             target_watts: 0.0,
             target_expired: true,
             duty: 0.0,
-            watts: cfg.idle_watts,
+            watts: 0.0,
             power_source: "modelled",
             busy_seconds: 0.0,
             uptime_seconds: 0.0,
@@ -344,6 +349,7 @@ impl GpuRunner {
         };
         let (progress_tx, progress_rx) = watch::channel(progress.clone());
         let (outcome_tx, outcome_rx) = oneshot::channel();
+        let (checkpoint_tx, checkpoint_rx) = watch::channel(None);
         let active = Active {
             id,
             job,
@@ -357,12 +363,14 @@ impl GpuRunner {
             progress,
             progress_tx,
             outcome_tx: Some(outcome_tx),
+            checkpoint_tx,
         };
         self.send(Cmd::Submit(Box::new(active)))?;
         Ok(JobHandle {
             id,
             progress: progress_rx,
             outcome: outcome_rx,
+            checkpoint: checkpoint_rx,
         })
     }
 
@@ -677,7 +685,10 @@ impl Worker {
                 j.since_cp = 0.0;
                 if let Some(p) = &j.prepared {
                     match p.checkpoint(&self.gpu, j.done) {
-                        Ok(cp) => j.last_cp = Some(cp),
+                        Ok(cp) => {
+                            j.checkpoint_tx.send_replace(Some(Arc::new(cp.clone())));
+                            j.last_cp = Some(cp);
+                        }
                         Err(GpuError::Lost(_)) => return self.recover(),
                         Err(e) => return self.fail(idx, e.into()),
                     }
@@ -777,7 +788,13 @@ impl Worker {
         s.target_watts = if expired { 0.0 } else { self.target.0 };
         s.target_expired = expired;
         s.duty = duty;
-        s.watts = self.cfg.idle_watts + (self.cfg.max_watts - self.cfg.idle_watts) * duty;
+        // With no target and nothing run in the last second the device is power-gated: a
+        // heater with no heat budget draws nothing.
+        s.watts = if duty == 0.0 && s.target_watts == 0.0 {
+            0.0
+        } else {
+            self.cfg.idle_watts + (self.cfg.max_watts - self.cfg.idle_watts) * duty
+        };
         s.uptime_seconds = (now - self.start).as_secs_f64();
         s.running = self.jobs.iter().find(|j| !j.progress.paused).map(|j| j.id);
         s.jobs = self.jobs.len();

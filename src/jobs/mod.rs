@@ -1,6 +1,7 @@
 //! Durable jobs: what is submitted ([`spec`]), where it is kept ([`store`]), and in what order
 //! it runs ([`queue`]).
 
+pub mod executor;
 pub mod queue;
 pub mod spec;
 pub mod store;

@@ -44,9 +44,44 @@ pub fn order(jobs: &[QueueEntry], now_unix_s: f64) -> Vec<JobId> {
     v.into_iter().map(|e| e.id).collect()
 }
 
+/// GPU utilisation that finishes every deadline job in time, running them earliest deadline
+/// first: the largest `Σ_{i≤k} work_i / (deadline_k − now)` over the jobs sorted by deadline.
+/// `jobs` are (deadline unix s, remaining GPU-seconds at full utilisation); a deadline already
+/// past counts as one second away. 0 with no jobs; above 1 when the deadlines cannot all be met.
+pub fn deadline_utilisation(jobs: &[(f64, f64)], now_unix_s: f64) -> f64 {
+    let mut v: Vec<(f64, f64)> = jobs
+        .iter()
+        .copied()
+        .filter(|(d, w)| d.is_finite() && w.is_finite() && *w > 0.0)
+        .collect();
+    v.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let mut work = 0.0;
+    let mut need: f64 = 0.0;
+    for (deadline, w) in v {
+        work += w;
+        need = need.max(work / (deadline - now_unix_s).max(1.0));
+    }
+    need
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn deadline_utilisation_is_the_tightest_prefix() {
+        assert_eq!(deadline_utilisation(&[], 0.0), 0.0);
+        // 50 s of work due in 100 s: half the GPU.
+        assert!((deadline_utilisation(&[(100.0, 50.0)], 0.0) - 0.5).abs() < 1e-12);
+        // A second job due at 120 with 40 s more: (50 + 40) / 120 = 0.75 is the tighter.
+        let u = deadline_utilisation(&[(120.0, 40.0), (100.0, 50.0)], 0.0);
+        assert!((u - 0.75).abs() < 1e-12, "{u}");
+        // Infeasible: more than the whole GPU.
+        assert!(deadline_utilisation(&[(10.0, 20.0)], 0.0) > 1.0);
+        // Overdue counts as one second away; no work needs nothing.
+        assert_eq!(deadline_utilisation(&[(5.0, 3.0)], 10.0), 3.0);
+        assert_eq!(deadline_utilisation(&[(5.0, 0.0)], 0.0), 0.0);
+    }
 
     fn e(id: u64, deadline: Option<f64>, priority: i32, price: f64) -> QueueEntry {
         QueueEntry {

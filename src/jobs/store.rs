@@ -10,6 +10,7 @@
 //! are synchronous and may block on I/O: call them from `spawn_blocking`. A `JobStore` is `Send +
 //! Sync`; calls are serialized on one connection.
 
+use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -28,7 +29,7 @@ use crate::gpu::job::{Checkpoint, GpuJob, KernelSpec};
 use crate::gpu::tensor::{digest, Tensor};
 
 /// The schema version this code writes (`PRAGMA user_version`).
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 /// The database file's name inside the data dir.
 pub const DB_FILE: &str = "jobs.sqlite";
 /// The results folder's name inside the data dir.
@@ -95,6 +96,17 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
 
 fn corrupt(msg: impl Into<String>) -> StoreError {
     StoreError::Corrupt(msg.into())
+}
+
+/// A live job as the scheduler sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LiveJob {
+    /// Its lease terms for ordering.
+    pub entry: QueueEntry,
+    /// QUEUED, RUNNING or PAUSED.
+    pub state: JobState,
+    /// What it has used and earned so far.
+    pub usage: Usage,
 }
 
 /// Caps on what waiting and running jobs may hold.
@@ -244,13 +256,25 @@ CREATE TABLE checkpoint_buffers (
 ) WITHOUT ROWID;
 ";
 
+/// Version 2: running totals (energy and earnings outside jobs) and owner settings.
+const SCHEMA_V2: &str = "
+CREATE TABLE totals (
+    name TEXT PRIMARY KEY,
+    value REAL NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE settings (
+    name TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+) WITHOUT ROWID;
+";
+
 const JOB_COLUMNS: &str = "id, state, tenant, price_per_gpu_second, deadline_unix_s, priority, \
     kernel_json, input_bytes, submitted_unix_s, started_unix_s, finished_unix_s, updated_unix_s, \
     progress_units, last_error, result_digest, gpu_seconds, joules, earned";
 
 const LIVE_STATES: &str = "('QUEUED', 'RUNNING', 'PAUSED')";
 
-fn now_unix_s() -> f64 {
+pub(crate) fn now_unix_s() -> f64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs_f64())
@@ -433,18 +457,18 @@ impl JobStore {
     fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
         let tx = conn.transaction_with_behavior(TransactionBehavior::Exclusive)?;
         let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-        match version {
-            0 => {
-                tx.execute_batch(SCHEMA_V1)?;
-                tx.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))?;
-            }
-            SCHEMA_VERSION => {}
-            v => {
-                return Err(corrupt(format!(
-                    "{DB_FILE} has schema version {v}; this build knows 0..={SCHEMA_VERSION}"
-                )))
+        if !(0..=SCHEMA_VERSION).contains(&version) {
+            return Err(corrupt(format!(
+                "{DB_FILE} has schema version {version}; this build knows 0..={SCHEMA_VERSION}"
+            )));
+        }
+        // Each step upgrades one version, in order.
+        for (to, sql) in [(1, SCHEMA_V1), (2, SCHEMA_V2)] {
+            if version < to {
+                tx.execute_batch(sql)?;
             }
         }
+        tx.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))?;
         tx.commit()?;
         Ok(())
     }
@@ -877,6 +901,112 @@ impl JobStore {
         if n == 0 {
             return Err(StoreError::NotFound(id));
         }
+        Ok(())
+    }
+
+    /// Every live (QUEUED, RUNNING, PAUSED) job with what ordering needs, its state and usage,
+    /// in queue order.
+    pub fn live(&self) -> Result<Vec<LiveJob>, StoreError> {
+        let conn = self.conn();
+        let mut st = conn.prepare_cached(&format!(
+            "SELECT id, deadline_unix_s, priority, price_per_gpu_second, state, gpu_seconds, \
+             joules, earned FROM jobs WHERE state IN {LIVE_STATES} ORDER BY id"
+        ))?;
+        let rows = st.query_map([], |r| {
+            Ok((
+                QueueEntry {
+                    id: JobId(r.get::<_, i64>(0)? as u64),
+                    deadline_unix_s: r.get(1)?,
+                    priority: r.get(2)?,
+                    price_per_gpu_second: r.get(3)?,
+                },
+                r.get::<_, String>(4)?,
+                Usage {
+                    gpu_seconds: r.get(5)?,
+                    joules: r.get(6)?,
+                    earned: r.get(7)?,
+                },
+            ))
+        })?;
+        let mut jobs = Vec::new();
+        for row in rows {
+            let (entry, state, usage) = row?;
+            jobs.push(LiveJob {
+                entry,
+                state: parse_state(&state)?,
+                usage,
+            });
+        }
+        let now = now_unix_s();
+        jobs.sort_by(|a, b| queue::compare(&a.entry, &b.entry, now));
+        Ok(jobs)
+    }
+
+    /// Records how many units a live job has done (for progress display; checkpoints and
+    /// results carry their own count).
+    pub fn set_progress(&self, id: JobId, done: u64) -> Result<(), StoreError> {
+        let done = to_i64(done, "progress_units")?;
+        let n = self.conn().execute(
+            &format!(
+                "UPDATE jobs SET progress_units = ?2, updated_unix_s = ?3 \
+                 WHERE id = ?1 AND state IN {LIVE_STATES}"
+            ),
+            params![id.0 as i64, done, now_unix_s()],
+        )?;
+        if n == 0 {
+            return Err(StoreError::FailedPrecondition(format!(
+                "job {id} is not live"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Named running totals (energy and earnings kept outside jobs), all 0 on a new store.
+    pub fn totals(&self) -> Result<BTreeMap<String, f64>, StoreError> {
+        let conn = self.conn();
+        let mut st = conn.prepare_cached("SELECT name, value FROM totals")?;
+        let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Sets running totals, in one transaction. Values must be finite.
+    pub fn save_totals(&self, values: &[(&str, f64)]) -> Result<(), StoreError> {
+        if let Some((name, v)) = values.iter().find(|(_, v)| !v.is_finite()) {
+            return Err(StoreError::InvalidArgument {
+                field: (*name).to_string(),
+                msg: format!("{v} is not finite"),
+            });
+        }
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        for (name, v) in values {
+            tx.execute(
+                "INSERT INTO totals (name, value) VALUES (?1, ?2) \
+                 ON CONFLICT(name) DO UPDATE SET value = excluded.value",
+                params![name, v],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// An owner setting (JSON text), if set.
+    pub fn setting(&self, name: &str) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .conn()
+            .query_row("SELECT value FROM settings WHERE name = ?1", [name], |r| {
+                r.get(0)
+            })
+            .optional()?)
+    }
+
+    /// Stores an owner setting (JSON text) durably.
+    pub fn set_setting(&self, name: &str, value: &str) -> Result<(), StoreError> {
+        self.conn().execute(
+            "INSERT INTO settings (name, value) VALUES (?1, ?2) \
+             ON CONFLICT(name) DO UPDATE SET value = excluded.value",
+            params![name, value],
+        )?;
         Ok(())
     }
 

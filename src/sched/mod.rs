@@ -3,4 +3,5 @@
 
 pub mod accounting;
 pub mod allocator;
+pub mod scheduler;
 pub mod workload;

@@ -77,13 +77,15 @@ impl Workload for GpuRunner {
         "gpu"
     }
 
-    /// A duty-cycled GPU runs at any utilisation; it reaches a new duty within a chunk.
+    /// A duty-cycled GPU runs at any utilisation above its idle power, or is power-gated at
+    /// 0 W; between the two it would draw idle power, so it cannot run there. It reaches a new
+    /// duty within a chunk.
     fn envelope(&self) -> Envelope {
         let c = self.config();
         Envelope {
             min_watts: c.idle_watts,
             max_watts: c.max_watts,
-            below_min: true,
+            below_min: false,
             ramp_watts_per_second: (c.max_watts - c.idle_watts) / (c.chunk_ms / 1000.0),
         }
     }

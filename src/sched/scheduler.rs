@@ -1,0 +1,296 @@
+//! The scheduler stage of the control tick: turns the heat budget into one power target per
+//! workload, and integrates what the workloads report into the accounts.
+//!
+//! It owns the allocator, the mix in force and the accountant. It reads the workloads only
+//! through the [`Workload`] trait (envelope, work, actual power: no I/O), the job queue only
+//! through the [`QueueSummary`] the job executor publishes, and mining only through its status.
+//! It never waits on anything: the control loop calls [`Scheduler::tick`] every tick.
+
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use super::accounting::{Accountant, Accounts, Sample};
+use super::allocator::{Allocation, Allocator, Envelope, Hysteresis, Inputs, Mix, Preferred};
+use super::workload::Workload;
+use crate::mining::engine::MiningStatus;
+use crate::power::PowerTarget;
+
+/// The workloads the heater has; a missing one gets no budget.
+#[derive(Clone, Default)]
+pub struct Workloads {
+    /// The hashing board.
+    pub asic: Option<Arc<dyn Workload>>,
+    /// The GPU runner.
+    pub gpu: Option<Arc<dyn Workload>>,
+    /// The resistive element.
+    pub resistive: Option<Arc<dyn Workload>>,
+}
+
+/// The job on the GPU, as the executor reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct RunningJob {
+    /// The store's job id.
+    pub job: u64,
+    /// The runner's id for this run of it (a resumed job gets a new one).
+    pub run: u64,
+    /// The lease's price per GPU-second.
+    pub price_per_gpu_second: f64,
+    /// GPU-busy seconds of this run so far.
+    pub gpu_seconds: f64,
+}
+
+/// What the job executor publishes about the queue, for the allocator.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct QueueSummary {
+    /// Live jobs (QUEUED, RUNNING, PAUSED).
+    pub live: usize,
+    /// Ids of the live jobs (their accounts stay in memory).
+    #[serde(skip)]
+    pub live_ids: Vec<u64>,
+    /// GPU utilisation (0–1, or more when deadlines cannot all be met) the deadline jobs need to
+    /// finish in time, earliest deadline first; 0 if none has a deadline.
+    pub deadline_utilisation: f64,
+    /// The best price per GPU-second among live jobs.
+    pub best_price_per_gpu_second: f64,
+    /// The job on the GPU.
+    pub running: Option<RunningJob>,
+}
+
+/// One tick's targets, each with the dead-man deadline.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Targets {
+    /// The hashing board.
+    pub asic: PowerTarget,
+    /// The GPU.
+    pub gpu: PowerTarget,
+    /// The resistive element.
+    pub resistive: PowerTarget,
+}
+
+impl Default for Targets {
+    fn default() -> Self {
+        Self {
+            asic: PowerTarget::zero(),
+            gpu: PowerTarget::zero(),
+            resistive: PowerTarget::zero(),
+        }
+    }
+}
+
+/// Power each workload reports it draws, W.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct PowerSplit {
+    /// The hashing board.
+    pub asic: f64,
+    /// The GPU.
+    pub gpu: f64,
+    /// The resistive element.
+    pub resistive: f64,
+    /// Their sum: the heat going into the room.
+    pub total: f64,
+}
+
+/// The scheduler's part of the status snapshot.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct SchedStatus {
+    /// The mix in force.
+    pub mix: Option<Mix>,
+    /// Which workload the automatic mix prefers now.
+    pub preferred: Option<Preferred>,
+    /// This tick's targets and the budget nobody could absorb (`unmet_watts`).
+    pub allocation: Allocation,
+    /// What the workloads draw (reported, modelled or measured).
+    pub actual: PowerSplit,
+    /// The queue as the allocator saw it.
+    pub queue: QueueSummary,
+    /// Energy and earnings so far.
+    pub accounts: Accounts,
+}
+
+/// Economic and policy settings the scheduler needs.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SchedSettings {
+    /// Hysteresis of the automatic mix.
+    pub hysteresis: Hysteresis,
+    /// Mining value per joule.
+    pub asic_value_per_joule: f64,
+    /// Earnings of one accepted difficulty-1 share.
+    pub value_per_share: f64,
+    /// Deadline jobs get this factor more than the minimum utilisation.
+    pub deadline_margin: f64,
+    /// Longest gap the accountant bridges, s.
+    pub max_gap_seconds: f64,
+}
+
+/// The scheduler's state: owned by the control loop.
+pub struct Scheduler {
+    workloads: Workloads,
+    allocator: Allocator,
+    mix: Mix,
+    accountant: Accountant,
+    settings: SchedSettings,
+    last_run: Option<(u64, f64)>,
+    last_shares: Option<(u64, f64)>,
+}
+
+/// An envelope that admits nothing (a workload the heater does not have).
+const NONE: Envelope = Envelope {
+    min_watts: 0.0,
+    max_watts: 0.0,
+    below_min: true,
+    ramp_watts_per_second: 0.0,
+};
+
+impl Scheduler {
+    /// A scheduler for `workloads`, starting with `mix` and the stored `accounts`.
+    pub fn new(
+        workloads: Workloads,
+        mix: Mix,
+        accounts: Accounts,
+        settings: SchedSettings,
+    ) -> Self {
+        Self {
+            workloads,
+            allocator: Allocator::new(settings.hysteresis),
+            mix,
+            accountant: Accountant::new(
+                accounts,
+                settings.max_gap_seconds,
+                settings.value_per_share,
+            ),
+            settings,
+            last_run: None,
+            last_shares: None,
+        }
+    }
+
+    /// Changes the mix from the next tick on.
+    pub fn set_mix(&mut self, mix: Mix) {
+        self.mix = mix;
+    }
+
+    /// The mix in force.
+    pub fn mix(&self) -> Mix {
+        self.mix
+    }
+
+    /// Splits `budget` (whose deadline every target inherits) and accounts for the power the
+    /// workloads reported since the last tick.
+    pub fn tick(
+        &mut self,
+        now_s: f64,
+        budget: PowerTarget,
+        queue: &QueueSummary,
+        mining: Option<&MiningStatus>,
+    ) -> (Targets, SchedStatus) {
+        let w = &self.workloads;
+        let env = |x: &Option<Arc<dyn Workload>>| x.as_ref().map_or(NONE, |x| x.envelope());
+        let (asic_env, gpu_env) = (env(&w.asic), env(&w.gpu));
+        let gpu_has_work =
+            w.gpu.is_some() && (queue.live > 0 || w.gpu.as_ref().is_some_and(|g| g.has_work()));
+        let gpu_deadline_watts = if gpu_has_work && queue.deadline_utilisation > 0.0 {
+            let u = (queue.deadline_utilisation * self.settings.deadline_margin).min(1.0);
+            gpu_env.min_watts + (gpu_env.max_watts - gpu_env.min_watts) * u
+        } else {
+            0.0
+        };
+        let inputs = Inputs {
+            budget_watts: budget.watts_at(now_s),
+            asic: asic_env,
+            asic_has_work: w.asic.as_ref().is_some_and(|a| a.has_work()),
+            gpu: gpu_env,
+            gpu_has_work,
+            resistive: w.resistive.as_ref().map(|r| r.envelope()),
+            gpu_deadline_watts,
+            asic_value_per_joule: self.settings.asic_value_per_joule,
+            gpu_value_per_joule: if gpu_env.max_watts > 0.0 {
+                queue.best_price_per_gpu_second / gpu_env.max_watts
+            } else {
+                0.0
+            },
+        };
+        let allocation = self.allocator.tick(now_s, self.mix, &inputs);
+        let target = |watts: f64| PowerTarget { watts, ..budget };
+        let targets = Targets {
+            asic: target(allocation.asic_watts),
+            gpu: target(allocation.gpu_watts),
+            resistive: target(allocation.resistive_watts),
+        };
+
+        let actual_of =
+            |x: &Option<Arc<dyn Workload>>| x.as_ref().map_or(0.0, |x| x.actual_watts().0);
+        let (asic, gpu, resistive) = (
+            actual_of(&w.asic),
+            actual_of(&w.gpu),
+            actual_of(&w.resistive),
+        );
+        let actual = PowerSplit {
+            asic,
+            gpu,
+            resistive,
+            total: asic + gpu + resistive,
+        };
+        self.account(now_s, &actual, queue, mining);
+        let status = SchedStatus {
+            mix: Some(self.mix),
+            preferred: matches!(self.mix, Mix::Auto).then(|| self.allocator.preferred()),
+            allocation,
+            actual,
+            queue: queue.clone(),
+            accounts: self.accountant.accounts.clone(),
+        };
+        (targets, status)
+    }
+
+    fn account(
+        &mut self,
+        now_s: f64,
+        actual: &PowerSplit,
+        queue: &QueueSummary,
+        mining: Option<&MiningStatus>,
+    ) {
+        // GPU-seconds of the running job since the last tick (a new run starts from 0).
+        let busy = match queue.running {
+            Some(r) => {
+                let before = match self.last_run {
+                    Some((run, s)) if run == r.run => s,
+                    _ => 0.0,
+                };
+                self.last_run = Some((r.run, r.gpu_seconds));
+                (r.gpu_seconds - before).max(0.0)
+            }
+            None => {
+                self.last_run = None;
+                0.0
+            }
+        };
+        // Shares accepted since the last tick (counters restart with the engine).
+        let new_shares = match mining {
+            Some(m) => {
+                let now = (m.shares.accepted, m.shares.accepted_work);
+                let d = match self.last_shares {
+                    Some((n, w)) if n <= now.0 => (now.0 - n, (now.1 - w).max(0.0)),
+                    _ => now,
+                };
+                self.last_shares = Some(now);
+                d
+            }
+            None => (0, 0.0),
+        };
+        self.accountant.record(Sample {
+            at_s: now_s,
+            asic_watts: actual.asic,
+            gpu_watts: actual.gpu,
+            gpu_job: queue.running.map(|r| (r.job, r.price_per_gpu_second)),
+            gpu_busy_seconds: busy,
+            resistive_watts: actual.resistive,
+            new_shares,
+        });
+        // Finished jobs' accounts are in the store; keep only the live ones in memory.
+        let jobs = &mut self.accountant.accounts.jobs;
+        if jobs.len() > queue.live_ids.len() {
+            jobs.retain(|id, _| queue.live_ids.contains(id));
+        }
+    }
+}
