@@ -25,7 +25,7 @@ use super::store::{JobStore, LiveJob, StoreError, Usage};
 use crate::gpu::job::{Checkpoint, JobError};
 use crate::gpu::runner::{GpuRunner, JobOutcome, JobProgress};
 use crate::sched::accounting::{Accounts, JobAccount, MiningAccount};
-use crate::sched::scheduler::{QueueSummary, RunningJob};
+use crate::sched::scheduler::{JobUsage, QueueSummary, RunningJob};
 
 /// Names of the running totals in the store.
 const TOTALS: [&str; 5] = [
@@ -166,6 +166,15 @@ struct Current {
     stopping: Option<String>,
     /// Units done as last written to the store.
     stored_done: u64,
+    /// GPU-seconds of this run already added to the store's usage.
+    recorded: f64,
+}
+
+impl Current {
+    /// GPU-seconds of this run not yet in the store, given the run's total.
+    fn pending(&self, total: f64) -> f64 {
+        (total - self.recorded).max(0.0)
+    }
 }
 
 struct Executor {
@@ -177,8 +186,8 @@ struct Executor {
     current: Option<Current>,
     /// Measured GPU-seconds per unit and units left, per job that has run.
     unit_seconds: BTreeMap<u64, (f64, u64)>,
-    /// Job usage as last written to the store.
-    persisted: BTreeMap<u64, JobAccount>,
+    /// Job energy as last written to the store, J.
+    persisted: BTreeMap<u64, f64>,
     live: Vec<LiveJob>,
     failed_reads: u32,
 }
@@ -194,7 +203,7 @@ impl Executor {
         if let Ok(live) = blocking(&self.store, |s| s.live()).await {
             self.persisted = live
                 .iter()
-                .map(|j| (j.entry.id.0, account_of(j.usage)))
+                .map(|j| (j.entry.id.0, j.usage.joules))
                 .collect();
         }
         let mut poll = tokio::time::interval(cfg.poll);
@@ -317,6 +326,7 @@ impl Executor {
             start_done: resumed_at.unwrap_or(0),
             stopping: None,
             stored_done: resumed_at.unwrap_or(0),
+            recorded: 0.0,
         });
         // Forward the runner's events for this run to the executor loop.
         let tx = self.events_tx.clone();
@@ -328,6 +338,11 @@ impl Executor {
                 tokio::select! {
                     biased;
                     r = &mut outcome => {
+                        // The last progress first, so that usage counts every chunk.
+                        if progress.has_changed().unwrap_or(false) {
+                            let p = progress.borrow_and_update().clone();
+                            let _ = tx.send(Event::Progress(run, p)).await;
+                        }
                         let o = r.unwrap_or(JobOutcome::Failed(JobError::Cancelled));
                         let _ = tx.send(Event::Outcome(run, o)).await;
                         return;
@@ -369,14 +384,22 @@ impl Executor {
                 }
             }
             Event::Outcome(run, outcome) if run == cur.run => {
-                let Some(cur) = self.current.take() else {
-                    return;
-                };
-                self.finish(cur, outcome).await;
-                self.persist().await;
+                self.end_run(outcome).await;
                 self.refresh().await;
             }
             _ => {}
+        }
+    }
+
+    /// Records the run's last usage, then how it ended.
+    async fn end_run(&mut self, outcome: JobOutcome) {
+        let total = match &outcome {
+            JobOutcome::Succeeded(out) => Some(out.gpu_seconds),
+            _ => None,
+        };
+        self.persist_with(total).await;
+        if let Some(cur) = self.current.take() {
+            self.finish(cur, outcome).await;
         }
     }
 
@@ -470,26 +493,54 @@ impl Executor {
             running: self.current.as_ref().map(|c| RunningJob {
                 job: c.job.0,
                 run: c.run,
-                price_per_gpu_second: c.price,
-                gpu_seconds: c.progress.gpu_seconds,
+                done: c.progress.done,
+                units: c.progress.units,
             }),
+            usage: self
+                .live
+                .iter()
+                .map(|j| {
+                    let mut g = j.usage.gpu_seconds;
+                    let mut e = j.usage.earned;
+                    if let Some(c) = self.current.as_ref().filter(|c| c.job == j.entry.id) {
+                        let p = c.pending(c.progress.gpu_seconds);
+                        g += p;
+                        e += p * c.price;
+                    }
+                    (
+                        j.entry.id.0,
+                        JobUsage {
+                            gpu_seconds: g,
+                            earned: e,
+                        },
+                    )
+                })
+                .collect(),
         };
         self.summary_tx.send_replace(summary);
     }
 
-    /// Writes the accountant's per-job usage (as deltas) and running totals to the store.
-    async fn persist(&mut self) {
+    /// Writes usage to the store: the running job's GPU-seconds and earnings not yet recorded
+    /// (this run's total is `run_total`, default its latest progress), every job's energy
+    /// since the last write, and the running totals.
+    async fn persist_with(&mut self, run_total: Option<f64>) {
         let accounts = self.accounts.borrow().clone();
-        let mut deltas = Vec::new();
+        let mut deltas: BTreeMap<u64, (f64, f64, f64)> = BTreeMap::new();
         for (id, a) in &accounts.jobs {
-            let before = self.persisted.get(id).cloned().unwrap_or_default();
-            let d = (
-                (a.gpu_seconds - before.gpu_seconds).max(0.0),
-                (a.joules - before.joules).max(0.0),
-                (a.earned - before.earned).max(0.0),
-            );
-            if d.0 > 0.0 || d.1 > 0.0 || d.2 > 0.0 {
-                deltas.push((JobId(*id), d));
+            let before = self.persisted.get(id).copied().unwrap_or(a.joules);
+            let dj = (a.joules - before).max(0.0);
+            if dj > 0.0 {
+                deltas.insert(*id, (0.0, dj, 0.0));
+            }
+        }
+        let mut run_pending = None;
+        if let Some(c) = &self.current {
+            let p = c.pending(run_total.unwrap_or(c.progress.gpu_seconds));
+            if p > 0.0 {
+                let d = deltas.entry(c.job.0).or_default();
+                d.0 = p;
+                d.2 = p * c.price;
+                run_pending = Some(p);
             }
         }
         let m = &accounts.mining;
@@ -502,7 +553,7 @@ impl Executor {
         ];
         let r = blocking(&self.store, move |s| {
             for (id, (g, j, e)) in deltas {
-                match s.record_usage(id, g, j, e) {
+                match s.record_usage(JobId(id), g, j, e) {
                     Ok(()) | Err(StoreError::NotFound(_)) => {}
                     Err(e) => return Err(e),
                 }
@@ -513,10 +564,21 @@ impl Executor {
         .await;
         match r {
             Ok(()) => {
-                self.persisted = accounts.jobs;
+                self.persisted = accounts
+                    .jobs
+                    .iter()
+                    .map(|(id, a)| (*id, a.joules))
+                    .collect();
+                if let (Some(c), Some(p)) = (&mut self.current, run_pending) {
+                    c.recorded += p;
+                }
             }
             Err(e) => tracing::warn!(error = %e, "cannot write the accounts; will retry"),
         }
+    }
+
+    async fn persist(&mut self) {
+        self.persist_with(None).await;
     }
 
     /// On shutdown: takes the running job off the GPU with a checkpoint and marks it PAUSED,
@@ -534,9 +596,7 @@ impl Executor {
         loop {
             match tokio::time::timeout_at(deadline, events.recv()).await {
                 Ok(Some(Event::Outcome(r, o))) if r == run => {
-                    if let Some(cur) = self.current.take() {
-                        self.finish(cur, o).await;
-                    }
+                    self.end_run(o).await;
                     return;
                 }
                 Ok(Some(_)) => {}

@@ -6,6 +6,7 @@
 //! through the [`QueueSummary`] the job executor publishes, and mining only through its status.
 //! It never waits on anything: the control loop calls [`Scheduler::tick`] every tick.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use serde::Serialize;
@@ -34,10 +35,20 @@ pub struct RunningJob {
     pub job: u64,
     /// The runner's id for this run of it (a resumed job gets a new one).
     pub run: u64,
-    /// The lease's price per GPU-second.
-    pub price_per_gpu_second: f64,
-    /// GPU-busy seconds of this run so far.
+    /// Units done.
+    pub done: u64,
+    /// Units in all.
+    pub units: u64,
+}
+
+/// A live job's exact GPU-busy seconds and earnings over all its runs, as the executor counts
+/// them from the runner.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct JobUsage {
+    /// GPU-busy seconds.
     pub gpu_seconds: f64,
+    /// GPU-seconds × the lease's price.
+    pub earned: f64,
 }
 
 /// What the job executor publishes about the queue, for the allocator.
@@ -55,6 +66,9 @@ pub struct QueueSummary {
     pub best_price_per_gpu_second: f64,
     /// The job on the GPU.
     pub running: Option<RunningJob>,
+    /// Each live job's GPU-seconds and earnings.
+    #[serde(skip)]
+    pub usage: BTreeMap<u64, JobUsage>,
 }
 
 /// One tick's targets, each with the dead-man deadline.
@@ -130,7 +144,6 @@ pub struct Scheduler {
     mix: Mix,
     accountant: Accountant,
     settings: SchedSettings,
-    last_run: Option<(u64, f64)>,
     last_shares: Option<(u64, f64)>,
 }
 
@@ -160,7 +173,6 @@ impl Scheduler {
                 settings.value_per_share,
             ),
             settings,
-            last_run: None,
             last_shares: None,
         }
     }
@@ -232,13 +244,19 @@ impl Scheduler {
             total: asic + gpu + resistive,
         };
         self.account(now_s, &actual, queue, mining);
+        let mut accounts = self.accountant.accounts.clone();
+        for (id, u) in &queue.usage {
+            let a = accounts.jobs.entry(*id).or_default();
+            a.gpu_seconds = u.gpu_seconds;
+            a.earned = u.earned;
+        }
         let status = SchedStatus {
             mix: Some(self.mix),
             preferred: matches!(self.mix, Mix::Auto).then(|| self.allocator.preferred()),
             allocation,
             actual,
             queue: queue.clone(),
-            accounts: self.accountant.accounts.clone(),
+            accounts,
         };
         (targets, status)
     }
@@ -250,21 +268,6 @@ impl Scheduler {
         queue: &QueueSummary,
         mining: Option<&MiningStatus>,
     ) {
-        // GPU-seconds of the running job since the last tick (a new run starts from 0).
-        let busy = match queue.running {
-            Some(r) => {
-                let before = match self.last_run {
-                    Some((run, s)) if run == r.run => s,
-                    _ => 0.0,
-                };
-                self.last_run = Some((r.run, r.gpu_seconds));
-                (r.gpu_seconds - before).max(0.0)
-            }
-            None => {
-                self.last_run = None;
-                0.0
-            }
-        };
         // Shares accepted since the last tick (counters restart with the engine).
         let new_shares = match mining {
             Some(m) => {
@@ -282,8 +285,9 @@ impl Scheduler {
             at_s: now_s,
             asic_watts: actual.asic,
             gpu_watts: actual.gpu,
-            gpu_job: queue.running.map(|r| (r.job, r.price_per_gpu_second)),
-            gpu_busy_seconds: busy,
+            // Energy only: GPU-seconds and earnings are the executor's exact count.
+            gpu_job: queue.running.map(|r| (r.job, 0.0)),
+            gpu_busy_seconds: 0.0,
             resistive_watts: actual.resistive,
             new_shares,
         });
