@@ -51,14 +51,15 @@ fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
     false
 }
 
-/// Waits until every chip has completed a slice under command `seq`, returns their duties.
+/// Waits until every chip has completed its first whole slice under command `seq` (the slice
+/// in progress when the command arrived mixes the two rates), returns their duties.
 fn slice_duties_under(asic: &SoftwareAsic, seq: u64) -> Vec<f64> {
     assert!(
         wait_until(Duration::from_secs(20), || asic
             .stats()
             .chips
             .iter()
-            .all(|c| c.last_slice_command == seq)),
+            .all(|c| c.last_slice_wholly_under(seq))),
         "chips never completed a slice under command {seq}"
     );
     asic.stats()
@@ -84,7 +85,7 @@ fn follows_a_rate_step_within_one_slice() {
             rate,
             valid_until: None,
         });
-        // The very first slice under the new command already holds the new rate (±0.1: on a
+        // The first whole slice under the new command already holds the new rate (±0.1: on a
         // loaded 2-core machine a descheduled nonce batch can overrun the busy part of a slice).
         let duties = slice_duties_under(&asic, asic.command_seq());
         for d in duties {

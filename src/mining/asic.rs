@@ -195,12 +195,25 @@ pub struct ChipStats {
     /// When that slice started.
     #[serde(skip)]
     pub last_slice_started: Option<Instant>,
-    /// The latest command seen and when the chip started its first slice under it.
+    /// The latest command seen and when the chip put it in force (within one nonce batch).
     #[serde(skip)]
     pub command_applied: Option<(u64, Instant)>,
     /// The latest work seen and when the chip started hashing it.
     #[serde(skip)]
     pub work_applied: Option<(u64, Instant)>,
+}
+
+impl ChipStats {
+    /// Whether the last completed slice ran wholly under command `seq`: it started once the
+    /// chip had `seq` in force and ended under it.
+    pub fn last_slice_wholly_under(&self, seq: u64) -> bool {
+        match (self.command_applied, self.last_slice_started) {
+            (Some((q, at)), Some(started)) => {
+                q == seq && self.last_slice_command == seq && started >= at
+            }
+            _ => false,
+        }
+    }
 }
 
 /// A snapshot of the ASIC.
@@ -499,111 +512,75 @@ impl ChipWork {
     }
 }
 
+/// One chip: hashes in slices of `slice_ms`, busy for `rate × slice` of each. A new command
+/// changes the busy budget of the slice in progress (a lower rate stops hashing at once, a
+/// higher one wakes the chip from its idle rest) without restarting the slice, so that the
+/// duty cycle stays the commanded rate however often commands arrive. New work replaces the
+/// old between batches.
 fn chip_loop(shared: &Shared, chip: usize) {
     let slice = Duration::from_millis(shared.cfg.slice_ms);
     let mut current: Option<ChipWork> = None;
     let mut seen_work = 0u64;
+    let mut seen_command = u64::MAX;
     let mut batch: u32 = 1024;
     let mut cands = Vec::new();
     let mut last_update = Instant::now();
     loop {
         let started = Instant::now();
-        let (command, command_seq, work, work_seq) = {
-            let c = lock(&shared.control);
-            if c.stop {
-                return;
-            }
-            (c.command, c.command_seq, c.work.clone(), c.work_seq)
-        };
-        {
-            let mut c = lock(&shared.chips[chip]);
-            if c.applied.is_none_or(|(seq, _)| seq != command_seq) {
-                c.applied = Some((command_seq, started));
-            }
-        }
-        if work_seq != seen_work {
-            seen_work = work_seq;
-            current = work.map(|w| ChipWork::next(shared, chip, w));
-            lock(&shared.chips[chip]).work_applied = Some((work_seq, Instant::now()));
-        }
-        let rate = if current.is_some() {
-            command.rate_at(started)
-        } else {
-            0.0
-        };
-        let budget = slice.mul_f64(rate);
         let mut hashes = 0u64;
         let mut busy = Duration::ZERO;
-        while let Some(cw) = current.as_mut() {
-            if busy >= budget || shared.stopping.load(Ordering::Relaxed) {
-                break;
-            }
-            {
+        loop {
+            let now = Instant::now();
+            let (rate, work) = {
                 let c = lock(&shared.control);
-                if c.command_seq != command_seq || c.work_seq != work_seq || c.stop {
-                    break;
+                if c.stop {
+                    return;
+                }
+                if c.command_seq != seen_command {
+                    seen_command = c.command_seq;
+                    lock(&shared.chips[chip]).applied = Some((seen_command, now));
+                }
+                let work = (c.work_seq != seen_work).then(|| (c.work_seq, c.work.clone()));
+                (c.command.rate_at(now), work)
+            };
+            // New work replaces the old at once, within the slice.
+            if let Some((seq, work)) = work {
+                seen_work = seq;
+                current = work.map(|w| ChipWork::next(shared, chip, w));
+                lock(&shared.chips[chip]).work_applied = Some((seq, Instant::now()));
+            }
+            let budget = if current.is_some() {
+                slice.mul_f64(rate)
+            } else {
+                Duration::ZERO
+            };
+            if busy < budget && !shared.stopping.load(Ordering::Relaxed) {
+                if let Some(cw) = current.as_mut() {
+                    match hash_batch(shared, chip, cw, batch, &mut cands) {
+                        Some((count, took)) => {
+                            busy += took;
+                            hashes += u64::from(count);
+                            // Aim each batch at BATCH of wall time.
+                            let per_hash = took.as_secs_f64() / f64::from(count.max(1));
+                            batch = ((BATCH.as_secs_f64() / per_hash.max(1e-10)) as u32)
+                                .clamp(64, 1 << 22);
+                            continue;
+                        }
+                        None => current = None,
+                    }
                 }
             }
-            let remaining = (1u64 << 32) - cw.next_nonce;
-            let count = u64::from(batch).min(remaining) as u32;
-            let t0 = Instant::now();
-            cands.clear();
-            let target = cw.work.share_target;
-            if sha256d::candidates(
-                shared.kernel,
-                &cw.prepared,
-                target.top_word(),
-                cw.next_nonce as u32,
-                count,
-                &mut cands,
-            )
-            .is_err()
-            {
-                tracing::error!(chip, "scan kernel failed; chip idles");
+            // Rest until the slice ends, waking early for a new command or work.
+            let elapsed = started.elapsed();
+            if elapsed >= slice {
                 break;
             }
-            let took = t0.elapsed();
-            busy += took;
-            hashes += u64::from(count);
-            for &nonce in &cands {
-                let hash = sha256d(&cw.prepared.with_nonce(nonce));
-                if target.is_met_by(&hash) {
-                    shared.shares_found.fetch_add(1, Ordering::Relaxed);
-                    let share = FoundShare {
-                        job_id: cw.work.job.job_id.clone(),
-                        extranonce1: cw.work.extranonce1.clone(),
-                        extranonce2: cw.extranonce2.clone(),
-                        ntime: cw.work.job.ntime,
-                        nonce,
-                        version: cw.work.version,
-                        hash,
-                        difficulty: hash_difficulty(&hash),
-                    };
-                    let _ = lock(&shared.found_tx).send(share);
-                }
-            }
-            cw.next_nonce += u64::from(count);
-            if cw.next_nonce >= 1 << 32 {
-                let w = cw.work.clone();
-                *cw = ChipWork::next(shared, chip, w);
-            }
-            // Aim each batch at BATCH of wall time.
-            let per_hash = took.as_secs_f64() / f64::from(count.max(1));
-            batch = ((BATCH.as_secs_f64() / per_hash.max(1e-10)) as u32).clamp(64, 1 << 22);
-        }
-        // Idle for the rest of the slice, waking early for a new command or work.
-        {
-            let mut c = lock(&shared.control);
-            while !c.stop && c.command_seq == command_seq && c.work_seq == work_seq {
-                let elapsed = started.elapsed();
-                if elapsed >= slice {
-                    break;
-                }
-                c = shared
+            let c = lock(&shared.control);
+            if !c.stop && c.command_seq == seen_command && c.work_seq == seen_work {
+                let _ = shared
                     .wake
                     .wait_timeout(c, slice - elapsed)
-                    .map(|(g, _)| g)
-                    .unwrap_or_else(|e| e.into_inner().0);
+                    .unwrap_or_else(|e| e.into_inner());
             }
         }
         let wall = started.elapsed();
@@ -614,10 +591,63 @@ fn chip_loop(shared: &Shared, chip: usize) {
             wall,
             busy,
             hashes,
-            command_seq,
+            seen_command,
             &mut last_update,
         );
     }
+}
+
+/// Scans one batch of nonces of `cw` and sends the shares found; `None` if the kernel failed
+/// (the chip idles). Returns the nonces scanned and the time taken.
+fn hash_batch(
+    shared: &Shared,
+    chip: usize,
+    cw: &mut ChipWork,
+    batch: u32,
+    cands: &mut Vec<u32>,
+) -> Option<(u32, Duration)> {
+    let remaining = (1u64 << 32) - cw.next_nonce;
+    let count = u64::from(batch).min(remaining) as u32;
+    let t0 = Instant::now();
+    cands.clear();
+    let target = cw.work.share_target;
+    if sha256d::candidates(
+        shared.kernel,
+        &cw.prepared,
+        target.top_word(),
+        cw.next_nonce as u32,
+        count,
+        cands,
+    )
+    .is_err()
+    {
+        tracing::error!(chip, "scan kernel failed; chip idles");
+        return None;
+    }
+    let took = t0.elapsed();
+    for &nonce in cands.iter() {
+        let hash = sha256d(&cw.prepared.with_nonce(nonce));
+        if target.is_met_by(&hash) {
+            shared.shares_found.fetch_add(1, Ordering::Relaxed);
+            let share = FoundShare {
+                job_id: cw.work.job.job_id.clone(),
+                extranonce1: cw.work.extranonce1.clone(),
+                extranonce2: cw.extranonce2.clone(),
+                ntime: cw.work.job.ntime,
+                nonce,
+                version: cw.work.version,
+                hash,
+                difficulty: hash_difficulty(&hash),
+            };
+            let _ = lock(&shared.found_tx).send(share);
+        }
+    }
+    cw.next_nonce += u64::from(count);
+    if cw.next_nonce >= 1 << 32 {
+        let w = cw.work.clone();
+        *cw = ChipWork::next(shared, chip, w);
+    }
+    Some((count, took))
 }
 
 #[allow(clippy::too_many_arguments)]

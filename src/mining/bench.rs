@@ -129,11 +129,12 @@ pub fn throttle_response(cfg: AsicConfig, repeats: usize) -> Result<ThrottleResp
                 valid_until: None,
             });
             let seq = asic.command_seq();
-            // Wait (real time: the chips are threads) for each chip's first slice under it.
+            // Wait (real time: the chips are threads) for each chip's first whole slice under
+            // it (the slice in progress when it arrived mixes the old and the new rate).
             let (applied, duties) = loop {
                 std::thread::sleep(Duration::from_millis(2));
                 let s = asic.stats();
-                if s.chips.iter().all(|c| c.last_slice_command == seq) {
+                if s.chips.iter().all(|c| c.last_slice_wholly_under(seq)) {
                     let applied = s
                         .chips
                         .iter()
