@@ -89,11 +89,43 @@ fn inputs_are_stored_as_raw_le_blobs() {
     let v: i64 = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(v, 1);
+    assert_eq!(v, hearth::jobs::store::SCHEMA_VERSION);
     let mode: String = conn
         .query_row("PRAGMA journal_mode", [], |r| r.get(0))
         .unwrap();
     assert_eq!(mode, "wal");
+}
+
+#[test]
+fn a_version_1_store_is_migrated_and_keeps_its_jobs() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let id = store.submit(&spec("acme", 3)).unwrap();
+    drop(store);
+    // Turn it back into what version 1 wrote.
+    let conn = rusqlite::Connection::open(dir.path().join("jobs.sqlite")).unwrap();
+    conn.execute_batch("DROP TABLE totals; DROP TABLE settings; PRAGMA user_version = 1;")
+        .unwrap();
+    drop(conn);
+    let store = open(dir.path());
+    assert_eq!(store.get(id).unwrap().lease.tenant, "acme");
+    assert!(store.totals().unwrap().is_empty());
+    store.save_totals(&[("mining_joules", 12.5)]).unwrap();
+    store.set_setting("mix", "{\"mode\":\"auto\"}").unwrap();
+    drop(store);
+    let store = open(dir.path());
+    assert_eq!(store.totals().unwrap()["mining_joules"], 12.5);
+    assert_eq!(
+        store.setting("mix").unwrap().as_deref(),
+        Some("{\"mode\":\"auto\"}")
+    );
+    assert!(store.save_totals(&[("x", f64::NAN)]).is_err());
+    // A store from a newer build is refused, not misread.
+    let conn = rusqlite::Connection::open(dir.path().join("jobs.sqlite")).unwrap();
+    conn.execute_batch("PRAGMA user_version = 99;").unwrap();
+    drop(conn);
+    let e = hearth::jobs::JobStore::open(dir.path(), Default::default()).unwrap_err();
+    assert!(e.to_string().contains("schema version 99"), "{e}");
 }
 
 #[test]
