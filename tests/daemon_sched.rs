@@ -189,6 +189,8 @@ async fn mix_is_kept_across_restarts_and_a_deadline_job_preempts_and_a_stopped_j
     // Back to automatic: a job with a deadline arrives and takes the GPU from the running one.
     d.set_mix(Mix::Auto).await.unwrap();
     wait_for(&d, "GPU power", |s| s.sched.allocation.gpu_watts > 0.0).await;
+    let store = d.store.clone();
+    wait_until(|| store.checkpoint(slow).unwrap().is_some_and(|c| c.done > 0)).await;
     let mut urgent = long_job(0.002);
     urgent.job = GpuJob {
         kernel: KernelSpec::Matmul,
@@ -196,7 +198,6 @@ async fn mix_is_kept_across_restarts_and_a_deadline_job_preempts_and_a_stopped_j
     };
     urgent.lease.deadline_unix_s = Some(unix_now() + 3600.0);
     let urgent = d.submit(urgent).await.unwrap();
-    let store = d.store.clone();
     wait_until(|| store.get(urgent).unwrap().state == JobState::Succeeded).await;
     let slow_reasons = reasons(&d, slow);
     assert!(

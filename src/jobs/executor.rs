@@ -431,8 +431,13 @@ impl Executor {
             }
             JobOutcome::Preempted(cp) => {
                 let reason = cur.stopping.unwrap_or_else(|| "preempted".into());
+                // A job taken off before its first chunk has no state to keep (the runner hands
+                // back an empty checkpoint); it restarts from the beginning.
+                let keep = !(cp.done == 0 && cp.state.is_empty());
                 let r = blocking(&self.store, move |s| {
-                    s.save_checkpoint(id, &cp)?;
+                    if keep {
+                        s.save_checkpoint(id, &cp)?;
+                    }
                     s.transition(id, JobState::Paused, &reason)
                 })
                 .await;
