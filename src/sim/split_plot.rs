@@ -59,7 +59,7 @@ impl Figure for Split<'_> {
             let mut chart = ChartBuilder::on(panel)
                 .caption(&run.name, ("sans-serif", 18))
                 .margin(8)
-                .x_label_area_size(25)
+                .x_label_area_size(40)
                 .y_label_area_size(60)
                 .build_cartesian_2d(0.0..hours, 0.0..pmax * 1.05)
                 .map_err(e)?;
