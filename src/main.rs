@@ -502,6 +502,13 @@ fn print_workloads_table(s: &Scenario, runs: &WorkloadRuns, heat_only: &RunResul
         Some(hk.discomfort_kelvin_hours),
         3,
     );
+    // RMS counts only hold periods: a room that never reaches its setpoint has none.
+    row(
+        "time in hold periods (h)",
+        &|p| p.run.kpis.hold_hours,
+        Some(hk.hold_hours),
+        2,
+    );
 }
 
 fn print_scenario_line(s: &Scenario) {
