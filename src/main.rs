@@ -11,7 +11,7 @@ use hearth::clock::Clock;
 use hearth::config::{apply_assignments, Config};
 use hearth::mining::header::{decode_hex, display_hash, hash_difficulty, Target, HEADER_LEN};
 use hearth::mining::sha256d::{self, Kernel, Prepared};
-use hearth::sim::{plot, RunResult, Scenario};
+use hearth::sim::{plot, split_plot, PolicyRun, RunResult, Scenario, WorkloadRuns};
 
 /// hearth: the control daemon of a compute heater.
 #[derive(Parser)]
@@ -202,9 +202,14 @@ struct SimulateArgs {
     /// Print machine-readable JSON instead of the table.
     #[arg(long)]
     json: bool,
-    /// Draw room temperature, setpoint and power over time to FILE.svg or FILE.png.
+    /// Draw room temperature, setpoint and power over time to FILE.svg or FILE.png (with
+    /// `--workloads`: each policy's power split).
     #[arg(long, value_name = "FILE")]
     plot: Option<PathBuf>,
+    /// Spend hearth's budget on the ASIC, the GPU (leased jobs) and the resistive element, and
+    /// compare four mix policies: revenue, energy, unmet heat, jobs and comfort.
+    #[arg(long)]
+    workloads: bool,
 }
 
 fn main() -> Result<()> {
@@ -345,6 +350,9 @@ fn load_scenario(args: &SimulateArgs) -> Result<Scenario> {
 
 fn simulate(args: &SimulateArgs) -> Result<()> {
     let scenario = load_scenario(args)?;
+    if args.workloads {
+        return simulate_workloads(args, &scenario);
+    }
     let [hearth, baseline] = scenario.run_both()?;
     if let Some(path) = &args.plot {
         let title = format!(
@@ -357,8 +365,13 @@ fn simulate(args: &SimulateArgs) -> Result<()> {
         plot::plot(path, &title, &[&hearth.trace, &baseline.trace])?;
     }
     if args.json {
+        // The workloads section only matters with --workloads; keep this output as it was.
+        let mut scenario_json = serde_json::to_value(&scenario)?;
+        if let Some(o) = scenario_json.as_object_mut() {
+            o.remove("workloads");
+        }
         let out = serde_json::json!({
-            "scenario": scenario,
+            "scenario": scenario_json,
             "controllers": [
                 {"name": hearth.trace.name, "kpis": hearth.kpis},
                 {"name": baseline.trace.name, "kpis": baseline.kpis},
@@ -376,11 +389,149 @@ fn simulate(args: &SimulateArgs) -> Result<()> {
     Ok(())
 }
 
-fn ratio(a: f64, b: f64) -> Option<f64> {
-    (b != 0.0).then(|| a / b)
+fn simulate_workloads(args: &SimulateArgs, scenario: &Scenario) -> Result<()> {
+    let heat_only = scenario.run(&mut scenario.hearth_controller())?;
+    let runs = scenario.run_workloads()?;
+    if let Some(path) = &args.plot {
+        let title = format!(
+            "power split by policy: {} h, UA {:.1} W/K, C {:.1e} J/K, {} W",
+            scenario.hours,
+            scenario.room.ua_watts_per_kelvin,
+            scenario.room.capacity_joules_per_kelvin,
+            scenario.max_power_watts
+        );
+        let splits: Vec<_> = runs.policies.iter().map(|p| &p.split).collect();
+        split_plot::plot_split(path, &title, &splits)?;
+    }
+    if args.json {
+        let policies: Vec<_> = runs
+            .policies
+            .iter()
+            .map(|p| {
+                let t = &p.totals;
+                serde_json::json!({
+                    "name": p.policy.name,
+                    "mix": p.policy.mix,
+                    "revenue": {
+                        "mining": t.mining_revenue,
+                        "ai": t.ai_revenue,
+                        "total": t.total_revenue,
+                    },
+                    "energy_kwh": {
+                        "asic": t.asic_kwh,
+                        "gpu": t.gpu_kwh,
+                        "resistive": t.resistive_kwh,
+                        "heat": p.run.kpis.energy_kwh,
+                        "budget": t.budget_kwh,
+                    },
+                    "unmet_heat_kwh": t.unmet_heat_kwh,
+                    "jobs_done": t.jobs_done,
+                    "deadline_misses": t.deadline_misses,
+                    "kpis": p.run.kpis,
+                })
+            })
+            .collect();
+        let out = serde_json::json!({
+            "scenario": scenario,
+            "leases_arrived": runs.leases_arrived,
+            "heat_only": {"name": heat_only.trace.name, "kpis": heat_only.kpis},
+            "policies": policies,
+        });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        print_workloads_table(scenario, &runs, &heat_only);
+        if let Some(p) = &args.plot {
+            println!("\nplot written to {}", p.display());
+        }
+    }
+    Ok(())
 }
 
-fn print_table(s: &Scenario, h: &RunResult, b: &RunResult) {
+fn print_workloads_table(s: &Scenario, runs: &WorkloadRuns, heat_only: &RunResult) {
+    print_scenario_line(s);
+    let w = &s.workloads;
+    let resistive = if w.resistive.max_watts > 0.0 {
+        format!("{} W", w.resistive.max_watts)
+    } else {
+        "none".into()
+    };
+    println!(
+        "workloads: ASIC {}–{} W at {} J/TH, hashprice {}/TH/day ({:.4} per kWh); GPU {}–{} W; \
+         resistive {resistive}; {} leases arrived after warm-up (seed {})",
+        w.asic.min_watts,
+        w.asic.max_watts,
+        w.asic.j_per_th,
+        w.asic.hashprice_per_th_day,
+        w.asic.value_per_joule() * 3.6e6,
+        w.gpu.idle_watts,
+        w.gpu.max_watts,
+        runs.leases_arrived,
+        w.leases.seed
+    );
+    println!("hearth's budget split by the allocator; comfort on the true room temperature\n");
+    print!("{:<30}", "");
+    for p in &runs.policies {
+        print!("{:>14}", p.policy.name);
+    }
+    println!("{:>14}", "heat only");
+    let row = |name: &str, f: &dyn Fn(&PolicyRun) -> f64, reference: Option<f64>, prec: usize| {
+        print!("{name:<30}");
+        for p in &runs.policies {
+            print!("{:>14.prec$}", f(p));
+        }
+        match reference {
+            Some(r) => println!("{r:>14.prec$}"),
+            None => println!("{:>14}", "–"),
+        }
+    };
+    row("revenue: mining", &|p| p.totals.mining_revenue, None, 3);
+    row("revenue: AI", &|p| p.totals.ai_revenue, None, 3);
+    row("revenue: total", &|p| p.totals.total_revenue, None, 3);
+    row("energy: ASIC (kWh)", &|p| p.totals.asic_kwh, None, 2);
+    row("energy: GPU (kWh)", &|p| p.totals.gpu_kwh, None, 2);
+    row(
+        "energy: resistive (kWh)",
+        &|p| p.totals.resistive_kwh,
+        None,
+        2,
+    );
+    let hk = &heat_only.kpis;
+    row(
+        "heat delivered (kWh)",
+        &|p| p.run.kpis.energy_kwh,
+        Some(hk.energy_kwh),
+        2,
+    );
+    row("unmet heat (kWh)", &|p| p.totals.unmet_heat_kwh, None, 2);
+    row("jobs done", &|p| p.totals.jobs_done as f64, None, 0);
+    row(
+        "deadline misses",
+        &|p| p.totals.deadline_misses as f64,
+        None,
+        0,
+    );
+    row(
+        "RMS error over holds (°C)",
+        &|p| p.run.kpis.rms_error_celsius,
+        Some(hk.rms_error_celsius),
+        3,
+    );
+    row(
+        "thermal discomfort (K·h)",
+        &|p| p.run.kpis.discomfort_kelvin_hours,
+        Some(hk.discomfort_kelvin_hours),
+        3,
+    );
+    // RMS counts only hold periods: a room that never reaches its setpoint has none.
+    row(
+        "time in hold periods (h)",
+        &|p| p.run.kpis.hold_hours,
+        Some(hk.hold_hours),
+        2,
+    );
+}
+
+fn print_scenario_line(s: &Scenario) {
     println!(
         "scenario: {} h (+{} h warm-up), UA {:.1} W/K (R {:.4} K/W), C {:.2e} J/K, heater {} W, seed {}",
         s.hours,
@@ -391,6 +542,14 @@ fn print_table(s: &Scenario, h: &RunResult, b: &RunResult) {
         s.max_power_watts,
         s.seed
     );
+}
+
+fn ratio(a: f64, b: f64) -> Option<f64> {
+    (b != 0.0).then(|| a / b)
+}
+
+fn print_table(s: &Scenario, h: &RunResult, b: &RunResult) {
+    print_scenario_line(s);
     println!("KPIs on the true room temperature\n");
     println!(
         "{:<34}{:>12}{:>12}{:>14}",

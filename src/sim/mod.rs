@@ -2,7 +2,10 @@
 //! baseline side by side, on the same room, weather, schedule and sensor noise.
 
 pub mod kpi;
+pub mod leases;
 pub mod plot;
+pub mod split_plot;
+pub mod workloads;
 
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
@@ -16,6 +19,7 @@ use crate::thermal::schedule::{
 use crate::thermal::sensor::SensorNoise;
 
 pub use kpi::Kpis;
+pub use workloads::{PolicyRun, WorkloadRuns, WorkloadsConfig};
 
 /// A scenario that cannot run.
 #[derive(Debug, Error)]
@@ -70,6 +74,8 @@ pub struct Scenario {
     pub baseline_tolerance_celsius: f64,
     /// Hours simulated before KPIs start counting, so that the start state washes out.
     pub warmup_hours: f64,
+    /// The compute workloads behind the heat budget (`hearth simulate --workloads`).
+    pub workloads: WorkloadsConfig,
 }
 
 impl Default for Scenario {
@@ -96,6 +102,7 @@ impl Default for Scenario {
             estimate_from_prior_factor: None,
             baseline_tolerance_celsius: 0.3,
             warmup_hours: 0.0,
+            workloads: WorkloadsConfig::default(),
         }
     }
 }
@@ -216,6 +223,7 @@ impl Scenario {
                 msg: "noise and quantum must not be negative".into(),
             });
         }
+        self.workloads.validate()?;
         let days = parse_days(&self.start_weekday)?;
         if days.count_ones() != 1 {
             return Err(SimError::Invalid {
@@ -256,6 +264,17 @@ impl Scenario {
 
     /// Runs one controller through the scenario.
     pub fn run(&self, controller: &mut dyn SimController) -> Result<RunResult, SimError> {
+        self.run_heating(controller, &mut |_, budget| budget)
+    }
+
+    /// Runs one controller through the scenario; each tick `heat(t, budget)` turns the budget
+    /// (clamped to the heater's power) into the heat actually applied, which the room receives
+    /// and the trace records.
+    pub fn run_heating(
+        &self,
+        controller: &mut dyn SimController,
+        heat: &mut dyn FnMut(f64, f64) -> f64,
+    ) -> Result<RunResult, SimError> {
         let schedule = self.compile_schedule()?;
         let mut setpoints = Setpoints::new(schedule.clone());
         let mut room = Room::new(self.room.clone(), self.initial_celsius);
@@ -274,7 +293,7 @@ impl Scenario {
             let t = k as f64 * dt;
             let outdoor = self.outdoor.celsius_at(t);
             let plan: SetpointPlan = setpoints.plan(t);
-            let watts = controller
+            let budget = controller
                 .step(&ControlInput {
                     now_s: t,
                     dt_s: dt,
@@ -283,6 +302,7 @@ impl Scenario {
                     plan,
                 })
                 .clamp(0.0, self.max_power_watts);
+            let watts = heat(t, budget);
             trace.t_s.push(t);
             trace.room_celsius.push(room.air_celsius());
             trace.setpoint_celsius.push(plan.celsius);

@@ -32,7 +32,7 @@ const COLOURS: [RGBColor; 4] = [
     RGBColor(148, 103, 189),
 ];
 /// One point per this many seconds is drawn.
-const PLOT_STEP_SECONDS: f64 = 60.0;
+pub(crate) const PLOT_STEP_SECONDS: f64 = 60.0;
 
 fn register_font() {
     static FONT: Once = Once::new();
@@ -46,14 +46,19 @@ fn register_font() {
     });
 }
 
-/// Draws the traces into `path` (`.svg` or `.png`).
-pub fn plot(path: &Path, title: &str, traces: &[&Trace]) -> Result<(), PlotError> {
+/// A figure that can be drawn on any plotters backend.
+pub trait Figure {
+    /// Draws the figure on `root`.
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<(), String>;
+}
+
+/// Renders `figure` into `path` (`.svg` or `.png`) at `size` pixels.
+pub fn render(path: &Path, size: (u32, u32), figure: &impl Figure) -> Result<(), PlotError> {
     let name = path.display().to_string();
     let ext = path
         .extension()
         .and_then(|e| e.to_str())
         .map(str::to_ascii_lowercase);
-    let size = (1400, 900);
     let err = |e: String| PlotError::Draw {
         path: name.clone(),
         msg: e,
@@ -62,16 +67,32 @@ pub fn plot(path: &Path, title: &str, traces: &[&Trace]) -> Result<(), PlotError
     match ext.as_deref() {
         Some("svg") => {
             let root = SVGBackend::new(path, size).into_drawing_area();
-            draw(&root, title, traces).map_err(err)?;
+            figure.draw(&root).map_err(err)?;
             root.present().map_err(|e| err(e.to_string()))
         }
         Some("png") => {
             let root = BitMapBackend::new(path, size).into_drawing_area();
-            draw(&root, title, traces).map_err(err)?;
+            figure.draw(&root).map_err(err)?;
             root.present().map_err(|e| err(e.to_string()))
         }
         _ => Err(PlotError::Extension(name.clone())),
     }
+}
+
+struct Controllers<'a> {
+    title: &'a str,
+    traces: &'a [&'a Trace],
+}
+
+impl Figure for Controllers<'_> {
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<(), String> {
+        draw(root, self.title, self.traces)
+    }
+}
+
+/// Draws the traces into `path` (`.svg` or `.png`).
+pub fn plot(path: &Path, title: &str, traces: &[&Trace]) -> Result<(), PlotError> {
+    render(path, (1400, 900), &Controllers { title, traces })
 }
 
 fn decimate(trace: &Trace, values: &[f64]) -> Vec<(f64, f64)> {
