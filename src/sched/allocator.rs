@@ -214,6 +214,7 @@ impl Allocator {
                     if let Some(e) = asic_env {
                         asic = e.fit_down(asic + spare);
                     }
+                    (asic, gpu) = close_gap(budget, (asic, asic_env), (gpu, gpu_env), 0.0);
                 }
             }
             Mix::Auto => {
@@ -236,6 +237,9 @@ impl Allocator {
                         gpu = e.fit_down(gpu + spare);
                     }
                 }
+                let deadline =
+                    gpu_env.map_or(0.0, |e| e.fit_down(i.gpu_deadline_watts.min(budget)));
+                (asic, gpu) = close_gap(budget, (asic, asic_env), (gpu, gpu_env), deadline);
             }
         }
         // Boost heat only for what compute cannot absorb.
@@ -247,10 +251,16 @@ impl Allocator {
             resistive_watts: resistive,
             unmet_watts: 0.0,
         };
-        // Rounding must never tip the sum over the budget.
-        let over = a.total() - budget;
-        if over > 0.0 {
-            a.resistive_watts = (a.resistive_watts - over).max(0.0);
+        // Rounding must never tip the sum over the budget: trim the element, then the GPU, then
+        // the ASIC (by a rounding error, so each stays inside its envelope's tolerance).
+        let mut over = a.total() - budget;
+        for w in [&mut a.resistive_watts, &mut a.gpu_watts, &mut a.asic_watts] {
+            if over <= 0.0 {
+                break;
+            }
+            let cut = over.min(*w);
+            *w -= cut;
+            over -= cut;
         }
         a.unmet_watts = (budget - a.total()).max(0.0);
         self.last = a;
@@ -282,6 +292,38 @@ impl Allocator {
             self.challenger_since = None;
         }
     }
+}
+
+/// Comfort before revenue: when a workload with work is off only because the spare budget is
+/// below its minimum, it starts at its minimum and the shortfall comes from the other, if the
+/// other stays inside its envelope (and the GPU above `gpu_floor`, the share its deadlines need).
+/// Then the whole budget is absorbed. Returns the new (asic, gpu).
+fn close_gap(
+    budget: f64,
+    (asic, asic_env): (f64, Option<Envelope>),
+    (gpu, gpu_env): (f64, Option<Envelope>),
+    gpu_floor: f64,
+) -> (f64, f64) {
+    let spare = budget - asic - gpu;
+    let (Some(ae), Some(ge)) = (asic_env, gpu_env) else {
+        return (asic, gpu);
+    };
+    if spare <= 1e-9 {
+        return (asic, gpu);
+    }
+    if asic == 0.0 && ae.min_watts > spare && ae.min_watts <= ae.max_watts {
+        let g = gpu - (ae.min_watts - spare);
+        if g >= gpu_floor && g > 0.0 && ge.allows(g) {
+            return (ae.min_watts, g);
+        }
+    }
+    if gpu == 0.0 && ge.min_watts > spare && ge.min_watts <= ge.max_watts {
+        let a = asic - (ge.min_watts - spare);
+        if a > 0.0 && ae.allows(a) {
+            return (a, ge.min_watts);
+        }
+    }
+    (asic, gpu)
 }
 
 /// Fractions as shares of their sum (both 0 or invalid: half each).
@@ -344,11 +386,12 @@ mod tests {
         // The GPU tops out at 250 W: the rest goes to the ASIC (work-conserving).
         let r = a.tick(1.0, mix, &inputs(500.0));
         assert_eq!((r.asic_watts, r.gpu_watts), (250.0, 250.0));
-        // 30 % of 300 W is below the ASIC's minimum: it stays off and the GPU takes what it can.
+        // 30 % of 300 W is below the ASIC's minimum; the GPU alone would leave 50 W unmet, so
+        // the ASIC runs at its minimum and the GPU takes the rest.
         let r = a.tick(2.0, mix, &inputs(300.0));
         assert_eq!(
             (r.asic_watts, r.gpu_watts, r.unmet_watts),
-            (0.0, 250.0, 50.0)
+            (100.0, 200.0, 0.0)
         );
     }
 
@@ -423,7 +466,8 @@ mod tests {
         }
         let r = a.tick(1060.0, Mix::Auto, &i);
         assert_eq!(a.preferred(), Preferred::Gpu);
-        assert_eq!((r.gpu_watts, r.asic_watts), (250.0, 0.0));
+        // The GPU first; the ASIC at its minimum absorbs what the GPU cannot.
+        assert_eq!((r.gpu_watts, r.asic_watts), (200.0, 100.0));
     }
 
     #[test]
@@ -439,6 +483,49 @@ mod tests {
         assert_eq!(a.tick(2.0, Mix::Auto, &i).asic_watts, 150.0);
         i.budget_watts = 120.0;
         assert_eq!(a.tick(3.0, Mix::Auto, &i).asic_watts, 120.0);
+    }
+
+    #[test]
+    fn an_idle_workload_starts_at_its_minimum_rather_than_leave_heat_unmet() {
+        let mut i = inputs(600.0);
+        i.asic = Envelope {
+            min_watts: 150.0,
+            max_watts: 700.0,
+            below_min: false,
+            ramp_watts_per_second: 1e6,
+        };
+        i.gpu = Envelope {
+            min_watts: 30.0,
+            max_watts: 500.0,
+            below_min: false,
+            ramp_watts_per_second: 1e6,
+        };
+        i.gpu_value_per_joule = 10.0;
+        let mut a = Allocator::new(Hysteresis {
+            min_gain: 0.05,
+            dwell_seconds: 0.0,
+        });
+        a.tick(0.0, Mix::Auto, &i);
+        let r = a.tick(1.0, Mix::Auto, &i);
+        assert_eq!(a.preferred(), Preferred::Gpu);
+        // GPU 500 + ASIC 0 would leave 100 W unmet; 450 + 150 absorbs it all.
+        assert_eq!(
+            (r.gpu_watts, r.asic_watts, r.unmet_watts),
+            (450.0, 150.0, 0.0)
+        );
+        // A deadline share is not given up for it.
+        i.gpu_deadline_watts = 480.0;
+        let r = a.tick(2.0, Mix::Auto, &i);
+        assert_eq!((r.gpu_watts, r.asic_watts), (500.0, 0.0));
+        // Pinned (not strict) too.
+        i.gpu_deadline_watts = 0.0;
+        let pin = Mix::Pinned {
+            asic: 0.0,
+            gpu: 1.0,
+            strict: false,
+        };
+        let r = a.tick(3.0, pin, &i);
+        assert_eq!((r.gpu_watts, r.asic_watts), (450.0, 150.0));
     }
 
     fn envelope() -> impl Strategy<Value = Envelope> {
@@ -504,6 +591,24 @@ mod tests {
                     prop_assert!(!room(aw, &asic_env, r.asic_watts), "asic could take more: {r:?}");
                     prop_assert!(!room(gw, &gpu_env, r.gpu_watts), "gpu could take more: {r:?}");
                     prop_assert!(res.is_none_or(|e| !room(true, &e, r.resistive_watts)), "element could take more: {r:?}");
+                    // Nor by starting an idle workload at its minimum with power moved from
+                    // the other (which must stay in its envelope, the GPU above its deadline
+                    // share).
+                    let floor = if mix == Mix::Auto && gw {
+                        gpu_env.fit_down(deadline.min(budget))
+                    } else {
+                        0.0
+                    };
+                    let startable = |on: bool, off: &Envelope, other: &Envelope, w: f64, floor: f64| {
+                        let moved = w - (off.min_watts - r.unmet_watts);
+                        on && off.min_watts <= off.max_watts && moved > 0.0 && moved >= floor && other.allows(moved)
+                    };
+                    if r.asic_watts == 0.0 && r.gpu_watts > 0.0 {
+                        prop_assert!(!startable(aw, &asic_env, &gpu_env, r.gpu_watts, floor), "asic could start: {r:?}");
+                    }
+                    if r.gpu_watts == 0.0 && r.asic_watts > 0.0 {
+                        prop_assert!(!startable(gw, &gpu_env, &asic_env, r.asic_watts, 0.0), "gpu could start: {r:?}");
+                    }
                 }
             }
         }
