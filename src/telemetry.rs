@@ -629,6 +629,7 @@ mod tests {
         let mut s = Status {
             tick: 4,
             room_celsius: Some(20.5),
+            room_reading_age_s: Some(0.5),
             outdoor_celsius: Some(-3.25),
             setpoint_celsius: 21.0,
             budget_watts: 812.5,
