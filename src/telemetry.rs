@@ -9,8 +9,8 @@
 //! Names follow Prometheus conventions: a `hearth_` prefix, the base unit in the name (celsius,
 //! watts, joules, seconds), `_total` for cumulative values, `_ratio` for 0–1 fractions.
 //! Cumulative values the status already holds (shares, energy, ticks) are set with
-//! `Counter::absolute`, which only ever raises a counter, so a late or repeated snapshot cannot
-//! make one go backwards. The `metrics` facade's counters are integers: energy is exported in
+//! `Counter::absolute`, which in this exporter keeps the larger of the old and new value, so a
+//! late or repeated snapshot cannot make a counter go backwards. The `metrics` facade's counters are integers: energy is exported in
 //! whole joules, and earnings (fractions of a currency unit) are a gauge that this module only
 //! ever raises.
 //!
@@ -324,8 +324,9 @@ pub fn describe() {
     }
 }
 
-/// Installs the process-global Prometheus recorder and serves `GET /metrics` (any path) over
-/// HTTP on `listen`, on the current tokio runtime. Call once per process.
+/// Installs the process-global Prometheus recorder and serves the metrics over HTTP on
+/// `listen` (`GET /metrics`; any path but `/health`, which answers `OK`), on the current tokio
+/// runtime. Call once per process, from within the runtime.
 pub fn install(listen: SocketAddr) -> Result<(), TelemetryError> {
     let rt = tokio::runtime::Handle::try_current().map_err(|_| TelemetryError::NoRuntime)?;
     // Binds the listener and spawns the recorder's upkeep task on the current runtime.
@@ -352,7 +353,8 @@ pub fn install(listen: SocketAddr) -> Result<(), TelemetryError> {
 }
 
 /// Updates the metrics from every new status snapshot, and from the job store once per
-/// [`STORE_REFRESH`], until `shutdown` turns true (or the daemon's status channel closes).
+/// [`STORE_REFRESH`], until `shutdown` turns true or either channel closes. Writes through the
+/// `metrics` facade: to the recorder [`install`] set, or to none (a no-op) if none is set.
 pub async fn run(
     mut status: watch::Receiver<Status>,
     store: Arc<JobStore>,
@@ -399,7 +401,11 @@ pub async fn run(
                     }
                 }
             }
-            _ = shutdown.changed() => {}
+            r = shutdown.changed() => {
+                if r.is_err() {
+                    break;
+                }
+            }
         }
     }
     tracing::debug!("telemetry stopped");
