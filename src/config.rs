@@ -6,6 +6,7 @@
 //! (`HEARTH_SAFETY__ROOM_MAX_CELSIUS=26`). `HEARTH_LOG` is the log filter, not a key.
 
 use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use thiserror::Error;
 
@@ -383,6 +384,24 @@ pub struct Config {
     pub sched: SchedConfig,
     /// The durable job queue.
     pub jobs: JobsConfig,
+    /// The metrics endpoint.
+    pub telemetry: TelemetryConfig,
+}
+
+/// The Prometheus metrics endpoint (see [`crate::telemetry`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TelemetryConfig {
+    /// Where Prometheus scrapes `/metrics`, `host:port`.
+    pub metrics_listen: SocketAddr,
+}
+
+impl Default for TelemetryConfig {
+    fn default() -> Self {
+        Self {
+            metrics_listen: crate::telemetry::DEFAULT_LISTEN,
+        }
+    }
 }
 
 /// Checks a mix: pinned fractions are finite, in [0, 1] and add up to 1. The error names the
@@ -674,6 +693,12 @@ impl Config {
                 return bad("jobs.data_dir", "must name a directory".into());
             }
         }
+        if self.telemetry.metrics_listen.port() == 0 {
+            return bad(
+                "telemetry.metrics_listen",
+                "must name a port (0 would pick a random one no scraper can find)".into(),
+            );
+        }
         if let Err((key, msg)) = self.gpu.runner.validate() {
             return bad(&format!("gpu.runner.{key}"), msg);
         }
@@ -784,6 +809,23 @@ mod tests {
         .unwrap();
         assert_eq!(cfg.safety.room_max_celsius, 25.5);
         assert_eq!(cfg.heater.max_watts, 900.0);
+    }
+
+    #[test]
+    fn telemetry_listen_address_is_parsed_and_checked() {
+        let cfg = Config::load(
+            None,
+            env(&[("HEARTH_TELEMETRY__METRICS_LISTEN", "0.0.0.0:9100")]),
+        )
+        .unwrap();
+        assert_eq!(
+            cfg.telemetry.metrics_listen,
+            "0.0.0.0:9100".parse().unwrap()
+        );
+        let e = err_of("[telemetry]\nmetrics_listen = \"127.0.0.1:0\"\n");
+        assert!(e.contains("telemetry.metrics_listen"), "{e}");
+        let e = err_of("[telemetry]\nmetrics_listen = \"localhost\"\n");
+        assert!(e.contains("metrics_listen"), "{e}");
     }
 
     #[test]

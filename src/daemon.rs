@@ -136,6 +136,8 @@ pub struct Status {
     pub gpu: Option<GpuState>,
     /// The budget split: mix, targets, unmet watts, actual power, queue and accounts.
     pub sched: SchedStatus,
+    /// Wall-clock compute time of the control tick that made this snapshot, seconds.
+    pub tick_seconds_spent: f64,
 }
 
 /// The GPU as the status snapshot shows it.
@@ -705,7 +707,9 @@ impl ControlLoop {
             let now = self.clock.now_s();
             let since = last_tick.map_or(tick_s, |l| now - l);
             last_tick = Some(now);
-            let status = self.tick(tick, now, since);
+            let started = std::time::Instant::now();
+            let mut status = self.tick(tick, now, since);
+            status.tick_seconds_spent = started.elapsed().as_secs_f64();
             if tick.is_multiple_of(log_every) {
                 tracing::info!(
                     time = %format_clock(now),
@@ -845,6 +849,8 @@ impl ControlLoop {
             mining,
             gpu: self.gpu_rx.as_ref().map(|g| g.borrow().clone()),
             sched,
+            // Measured by the caller around this call.
+            tick_seconds_spent: 0.0,
         }
     }
 }

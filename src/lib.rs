@@ -11,4 +11,5 @@ pub mod mining;
 pub mod power;
 pub mod sched;
 pub mod sim;
+pub mod telemetry;
 pub mod thermal;

@@ -942,6 +942,42 @@ impl JobStore {
         Ok(jobs)
     }
 
+    /// How many jobs are in each state, every state present (0 if none), in lifecycle order.
+    pub fn count_by_state(&self) -> Result<Vec<(JobState, u64)>, StoreError> {
+        let conn = self.conn();
+        let mut st = conn.prepare_cached("SELECT state, COUNT(*) FROM jobs GROUP BY state")?;
+        let rows = st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+        let mut counts: Vec<(JobState, u64)> = JobState::ALL.iter().map(|&s| (s, 0)).collect();
+        for row in rows {
+            let (state, n) = row?;
+            let state = parse_state(&state)?;
+            if let Some(c) = counts.iter_mut().find(|(s, _)| *s == state) {
+                c.1 = n.max(0) as u64;
+            }
+        }
+        Ok(counts)
+    }
+
+    /// Usage summed over every job whose id is not in `except` (e.g. the live jobs, whose
+    /// fresher figures the caller holds in memory).
+    pub fn usage_total_except(&self, except: &[JobId]) -> Result<Usage, StoreError> {
+        let ids = serde_json::to_string(&except.iter().map(|j| j.0).collect::<Vec<u64>>())
+            .map_err(|e| corrupt(e.to_string()))?;
+        let conn = self.conn();
+        let (gpu_seconds, joules, earned) = conn.query_row(
+            "SELECT COALESCE(SUM(gpu_seconds), 0.0), COALESCE(SUM(joules), 0.0), \
+             COALESCE(SUM(earned), 0.0) FROM jobs \
+             WHERE id NOT IN (SELECT value FROM json_each(?1))",
+            [ids],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )?;
+        Ok(Usage {
+            gpu_seconds,
+            joules,
+            earned,
+        })
+    }
+
     /// Records how many units a live job has done (for progress display; checkpoints and
     /// results carry their own count).
     pub fn set_progress(&self, id: JobId, done: u64) -> Result<(), StoreError> {
