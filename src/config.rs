@@ -251,6 +251,8 @@ pub enum SourceConfig {
         /// The temperature, °C.
         celsius: f64,
     },
+    /// An external thermostat reports the room temperature over the API (`ReportTemperature`).
+    Pushed,
 }
 
 /// The room and outdoor temperature sources.
@@ -654,6 +656,12 @@ impl Config {
                 }
                 _ => {}
             }
+        }
+        if matches!(self.sensors.outdoor, SourceConfig::Pushed) {
+            return bad(
+                "sensors.outdoor.kind",
+                "only the room reading can be pushed; use simulated, file or fixed".into(),
+            );
         }
         if matches!(self.sensors.room, SourceConfig::Fixed { .. }) {
             return bad(

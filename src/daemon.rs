@@ -174,9 +174,25 @@ pub struct DaemonHandle {
     /// The GPU runner, if the GPU is enabled and opened.
     pub gpu: Option<Arc<GpuRunner>>,
     executor: ExecutorHandle,
+    room_push: Option<Arc<watch::Sender<Option<Reading>>>>,
 }
 
-impl DaemonHandle {
+/// A cloneable handle on a running daemon for its surfaces (the gRPC API): status, commands
+/// and job submission.
+#[derive(Clone)]
+pub struct DaemonClient {
+    /// The latest status snapshot.
+    pub status: watch::Receiver<Status>,
+    /// The job store.
+    pub store: Arc<JobStore>,
+    commands: mpsc::Sender<Command>,
+    gpu: Option<Arc<GpuRunner>>,
+    wake_executor: Arc<tokio::sync::Notify>,
+    clock: Clock,
+    room_push: Option<Arc<watch::Sender<Option<Reading>>>>,
+}
+
+impl DaemonClient {
     /// Sets (or clears) the manual override.
     pub async fn set_override(&self, manual: Option<Override>) -> Result<(), DaemonError> {
         let (reply, rx) = oneshot::channel();
@@ -208,30 +224,107 @@ impl DaemonHandle {
             .map_err(|_| DaemonError::Stopped)
     }
 
-    /// Checks a job against the GPU's limits, stores it durably and wakes the executor. Returns
-    /// once the job is on disk.
+    /// Checks a job against the GPU's limits and the kernel's own rules (arity, shapes, WGSL),
+    /// stores it durably and wakes the executor. Returns once the job is on disk.
     pub async fn submit(&self, spec: JobSpec) -> Result<JobId, DaemonError> {
-        if let Some(r) = &self.gpu {
-            let max_binding = r.status().adapter.max_storage_buffer_binding_size;
-            spec.job
-                .plan(&r.config().limits, max_binding)
-                .map_err(|e| match e {
-                    crate::gpu::job::JobError::Invalid { field, msg } => DaemonError::Invalid {
-                        field: format!("job.{field}"),
-                        msg,
-                    },
-                    e => DaemonError::Invalid {
-                        field: "job".into(),
-                        msg: e.to_string(),
-                    },
-                })?;
-        }
+        spec.validate().map_err(|e| DaemonError::Invalid {
+            field: e.field,
+            msg: e.msg,
+        })?;
+        let (limits, max_binding) = match &self.gpu {
+            Some(r) => (
+                r.config().limits.clone(),
+                r.status().adapter.max_storage_buffer_binding_size,
+            ),
+            None => (crate::gpu::job::JobLimits::default(), 128 << 20),
+        };
+        spec.job.plan(&limits, max_binding).map_err(|e| match e {
+            crate::gpu::job::JobError::Invalid { field, msg } => DaemonError::Invalid {
+                field: format!("job.{field}"),
+                msg,
+            },
+            crate::gpu::job::JobError::Limit { limit, msg } => DaemonError::Invalid {
+                field: format!("job ({limit})"),
+                msg,
+            },
+            e => DaemonError::Invalid {
+                field: "job".into(),
+                msg: e.to_string(),
+            },
+        })?;
         let store = self.store.clone();
         let id = tokio::task::spawn_blocking(move || store.submit(&spec))
             .await
             .map_err(|_| DaemonError::Stopped)??;
-        self.executor.notify();
+        self.wake_executor.notify_one();
         Ok(id)
+    }
+
+    /// A room reading from an external thermostat (`sensors.room.kind = "pushed"`), taken at
+    /// `read_unix_s` (unix seconds; `None` = now).
+    pub fn push_room_reading(
+        &self,
+        celsius: f64,
+        read_unix_s: Option<f64>,
+    ) -> Result<(), DaemonError> {
+        let Some(tx) = &self.room_push else {
+            return Err(DaemonError::Invalid {
+                field: "sensors.room.kind".into(),
+                msg: "the room sensor is not `pushed`; readings cannot be reported".into(),
+            });
+        };
+        let wall = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs_f64())
+            .unwrap_or(0.0);
+        let age = read_unix_s.map_or(0.0, |t| (wall - t).max(0.0));
+        tx.send_replace(Some(Reading {
+            celsius,
+            at_s: self.clock.now_s() - age,
+        }));
+        Ok(())
+    }
+
+    /// Cancels a job that has not ended; a running one stops within the executor's poll.
+    pub async fn cancel(&self, id: JobId, reason: String) -> Result<(), DaemonError> {
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || {
+            store.transition(id, crate::jobs::JobState::Cancelled, &reason)
+        })
+        .await
+        .map_err(|_| DaemonError::Stopped)??;
+        self.wake_executor.notify_one();
+        Ok(())
+    }
+}
+
+impl DaemonHandle {
+    /// A cloneable client of this daemon.
+    pub fn client(&self) -> DaemonClient {
+        DaemonClient {
+            status: self.status.clone(),
+            store: self.store.clone(),
+            commands: self.commands.clone(),
+            gpu: self.gpu.clone(),
+            wake_executor: self.executor.waker(),
+            clock: self.clock.clone(),
+            room_push: self.room_push.clone(),
+        }
+    }
+
+    /// Sets (or clears) the manual override.
+    pub async fn set_override(&self, manual: Option<Override>) -> Result<(), DaemonError> {
+        self.client().set_override(manual).await
+    }
+
+    /// Sets the workload mix: stored durably first, then in force from the next tick.
+    pub async fn set_mix(&self, mix: Mix) -> Result<(), DaemonError> {
+        self.client().set_mix(mix).await
+    }
+
+    /// Checks a job, stores it durably and wakes the executor. Returns once the job is on disk.
+    pub async fn submit(&self, spec: JobSpec) -> Result<JobId, DaemonError> {
+        self.client().submit(spec).await
     }
 
     /// Stops every task; the last published target is 0 W. The running job is checkpointed
@@ -277,6 +370,7 @@ fn source_for(
         }
         SourceConfig::File { path, unit } => Some(Box::new(FileSource::new(path.clone(), *unit))),
         SourceConfig::Fixed { celsius } => Some(Box::new(FixedSource(*celsius))),
+        SourceConfig::Pushed => None,
     }
 }
 
@@ -449,7 +543,12 @@ pub async fn spawn(cfg: Config, clock: Clock) -> Result<DaemonHandle, DaemonErro
         rx
     };
     let seed = cfg.simulation.seed;
-    let room_rx = poller(&cfg.sensors.room, SimulatedPoint::Room, seed);
+    let (room_push, room_rx) = if matches!(cfg.sensors.room, SourceConfig::Pushed) {
+        let (tx, rx) = watch::channel(None);
+        (Some(Arc::new(tx)), rx)
+    } else {
+        (None, poller(&cfg.sensors.room, SimulatedPoint::Room, seed))
+    };
     let outdoor_rx = poller(&cfg.sensors.outdoor, SimulatedPoint::Outdoor, seed + 1);
 
     let estimator = ModelEstimator::new(cfg.model.model(), cfg.model.estimate_online);
@@ -494,6 +593,7 @@ pub async fn spawn(cfg: Config, clock: Clock) -> Result<DaemonHandle, DaemonErro
         mining,
         gpu,
         executor,
+        room_push,
     })
 }
 

@@ -2,6 +2,7 @@
 //!
 //! See ARCHITECTURE.md for the bird's-eye view and the code map.
 
+pub mod api;
 pub mod clock;
 pub mod config;
 pub mod daemon;

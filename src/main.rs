@@ -5,6 +5,7 @@ use clap::{Parser, Subcommand};
 use std::path::{Path, PathBuf};
 use tracing_subscriber::EnvFilter;
 
+mod cli_client;
 mod cli_jobs;
 
 use hearth::clock::Clock;
@@ -31,10 +32,48 @@ enum Command {
         /// Run simulated time N times faster than real time (simulated room only).
         #[arg(long, value_name = "N")]
         sim_speed: Option<f64>,
-        /// Where jobs, checkpoints, results and the owner's settings live
+        /// Where jobs, checkpoints, results, tokens and the owner's settings live
         /// (default: `$XDG_DATA_HOME/hearth`, else `~/.local/share/hearth`).
         #[arg(long, value_name = "DIR")]
         data_dir: Option<PathBuf>,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// The daemon's status (room, budget, split, mining, GPU, trips).
+    Status {
+        /// One snapshot per tick until interrupted.
+        #[arg(long)]
+        watch: bool,
+        #[command(flatten)]
+        conn: cli_client::Conn,
+    },
+    /// Set the setpoint (a manual override), or return to the schedule.
+    Setpoint {
+        /// °C (5–30).
+        celsius: Option<f64>,
+        /// Hold it this long; 0 = until the next scheduled change.
+        #[arg(long, default_value_t = 0.0)]
+        hold_minutes: f64,
+        /// Return to the schedule.
+        #[arg(long, conflicts_with = "celsius")]
+        clear: bool,
+        #[command(flatten)]
+        conn: cli_client::Conn,
+    },
+    /// Pin the workload mix, or leave it to hearth.
+    Mix {
+        #[command(subcommand)]
+        action: cli_client::MixAction,
+    },
+    /// API tokens in the data dir: add, list, revoke.
+    Token {
+        #[command(subcommand)]
+        action: cli_client::TokenAction,
+    },
+    /// Print a shell completion script.
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
     },
     /// Show or check the configuration.
     Config {
@@ -224,7 +263,22 @@ fn main() -> Result<()> {
             config,
             sim_speed,
             data_dir,
-        } => serve(config.as_deref(), sim_speed, data_dir),
+            api,
+        } => serve(config.as_deref(), sim_speed, data_dir, api),
+        Command::Status { watch, conn } => cli_client::status(conn, watch),
+        Command::Setpoint {
+            celsius,
+            hold_minutes,
+            clear,
+            conn,
+        } => cli_client::setpoint(conn, celsius, hold_minutes, clear),
+        Command::Mix { action } => cli_client::mix(action),
+        Command::Token { action } => cli_client::token(action),
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(shell, &mut Cli::command(), "hearth", &mut std::io::stdout());
+            Ok(())
+        }
         Command::Config { action } => match action {
             ConfigAction::PrintDefault => {
                 print!("{}", Config::default_toml());
@@ -256,12 +310,41 @@ fn init_logging() {
         .init();
 }
 
-fn serve(config: Option<&Path>, sim_speed: Option<f64>, data_dir: Option<PathBuf>) -> Result<()> {
+/// The API's listen options of `hearth serve`.
+#[derive(clap::Args)]
+struct ApiArgs {
+    /// The gRPC address.
+    #[arg(long, default_value = "127.0.0.1:50051")]
+    listen: std::net::SocketAddr,
+    /// TLS certificate (PEM) for the gRPC API.
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM).
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Allow plain text on a non-loopback address.
+    #[arg(long)]
+    insecure: bool,
+    /// The Prometheus endpoint (default: `telemetry.metrics_listen`, 127.0.0.1:9464).
+    #[arg(long, value_name = "ADDR")]
+    metrics_listen: Option<std::net::SocketAddr>,
+}
+
+fn serve(
+    config: Option<&Path>,
+    sim_speed: Option<f64>,
+    data_dir: Option<PathBuf>,
+    api: ApiArgs,
+) -> Result<()> {
     init_logging();
     let mut cfg = Config::load(config, std::env::vars())?;
     if data_dir.is_some() {
         cfg.jobs.data_dir = data_dir;
         cfg.validate().context("--data-dir")?;
+    }
+    if let Some(m) = api.metrics_listen {
+        cfg.telemetry.metrics_listen = m;
+        cfg.validate().context("--metrics-listen")?;
     }
     if let Some(speed) = sim_speed {
         if !cfg.uses_simulated_room() {
@@ -290,9 +373,48 @@ fn serve(config: Option<&Path>, sim_speed: Option<f64>, data_dir: Option<PathBuf
             max_watts = cfg.heater.max_watts,
             "hearth starting"
         );
+        let data_dir = cfg.jobs.resolved_data_dir()?;
+        let max_upload = cfg.gpu.runner.limits.max_job_bytes as usize;
+        let metrics_listen = cfg.telemetry.metrics_listen;
         let daemon = hearth::daemon::spawn(cfg, Clock::local(speed)).await?;
+        let (api_stop, api_stop_rx) = tokio::sync::watch::channel(false);
+        // Metrics are for operators; a heater without them still heats.
+        match hearth::telemetry::install(metrics_listen) {
+            Ok(()) => {
+                tracing::info!(addr = %metrics_listen, "Prometheus metrics at /metrics");
+                tokio::spawn(hearth::telemetry::run(
+                    daemon.status.clone(),
+                    daemon.store.clone(),
+                    api_stop_rx.clone(),
+                ));
+            }
+            Err(e) => tracing::error!(error = %e, "metrics are not served"),
+        }
+        let api = hearth::api::serve(
+            daemon.client(),
+            hearth::api::ApiConfig {
+                listen: api.listen,
+                tls: api.tls_cert.zip(api.tls_key),
+                insecure: api.insecure,
+                data_dir,
+                max_upload_bytes: max_upload,
+                max_total_upload_bytes: max_upload.saturating_mul(2),
+            },
+            api_stop_rx,
+        )
+        .await;
+        let api = match api {
+            Ok(a) => a,
+            Err(e) => {
+                daemon.shutdown().await;
+                return Err(e.into());
+            }
+        };
         wait_for_signal().await?;
+        // Stop taking calls first, then checkpoint the running job, drain the pool and stop.
         tracing::info!("shutting down");
+        let _ = api_stop.send(true);
+        api.join().await;
         daemon.shutdown().await;
         tracing::info!("stopped");
         Ok(())

@@ -21,8 +21,17 @@ fn json_of(cmd: &mut Command) -> serde_json::Value {
 #[test]
 fn serve_logs_budget_room_and_accepted_shares_and_stops_cleanly_on_sigterm() {
     let mut child = hearth()
-        .args(["serve", "--sim-speed", "50", "--data-dir"])
+        .args([
+            "serve",
+            "--sim-speed",
+            "50",
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+        ])
         .arg(tempfile::tempdir().unwrap().keep())
+        .arg("--metrics-listen")
+        .arg(free_addr())
         .env("HEARTH_CONTROL__LOG_EVERY_TICKS", "1")
         // A cold room wants heat whatever the hour; an easy pool finds shares fast.
         .env("HEARTH_SIMULATION__INITIAL_CELSIUS", "15")
@@ -362,4 +371,10 @@ fn gpu_run_rejects_invalid_wgsl_with_naga_s_message() {
         !run.status.success() && err.contains("x.npy") && err.contains("magic"),
         "{err}"
     );
+}
+
+/// A loopback address with a port free right now.
+fn free_addr() -> String {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().to_string()
 }

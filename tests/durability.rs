@@ -24,8 +24,17 @@ impl Drop for Daemon {
 
 fn serve(dir: &Path) -> Daemon {
     let child = hearth()
-        .args(["serve", "--sim-speed", "20", "--data-dir"])
+        .args([
+            "serve",
+            "--sim-speed",
+            "20",
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+        ])
         .arg(dir)
+        .arg("--metrics-listen")
+        .arg(free_addr())
         // A cold room: the budget is high; only the GPU and the element take it.
         .env("HEARTH_SIMULATION__INITIAL_CELSIUS", "15")
         .env("HEARTH_MINING__ENABLED", "false")
@@ -155,4 +164,10 @@ fn accepted_jobs_survive_kill_9_and_finish_with_the_uninterrupted_digest() {
         .success());
     let status = second.0.wait().unwrap();
     assert!(status.success(), "{status:?}");
+}
+
+/// A loopback address with a port free right now.
+fn free_addr() -> String {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().to_string()
 }

@@ -108,6 +108,11 @@ impl ExecutorHandle {
         self.notify.notify_one();
     }
 
+    /// What wakes the executor, for other handles on the daemon.
+    pub fn waker(&self) -> Arc<Notify> {
+        self.notify.clone()
+    }
+
     /// Waits for the executor to stop (after the shutdown signal): the running job is
     /// checkpointed and PAUSED, the accounts written.
     pub async fn join(self) {
