@@ -251,13 +251,24 @@ struct SimulateArgs {
     workloads: bool,
 }
 
-fn main() -> Result<()> {
+fn main() -> std::process::ExitCode {
     // Mesa's Vulkan loader complains on stderr when XDG_RUNTIME_DIR is unset (as under CI or
     // systemd services without a session). Point it at the temp dir before any thread starts.
     if std::env::var_os("XDG_RUNTIME_DIR").is_none() {
         std::env::set_var("XDG_RUNTIME_DIR", std::env::temp_dir());
     }
     let cli = Cli::parse();
+    // Errors are one line, with their causes, whatever RUST_BACKTRACE says.
+    match run(cli) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Serve {
             config,
