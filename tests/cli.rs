@@ -378,3 +378,31 @@ fn free_addr() -> String {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     l.local_addr().unwrap().to_string()
 }
+
+#[test]
+fn the_readme_sample_config_is_valid() {
+    let readme = include_str!("../README.md");
+    let at = readme
+        .find("A sample config")
+        .expect("the README has a sample config");
+    let start = readme[at..].find("```toml\n").unwrap() + at + 8;
+    let end = readme[start..].find("```").unwrap() + start;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("hearth.toml");
+    std::fs::write(&path, &readme[start..end]).unwrap();
+    let out = hearth()
+        .args(["config", "check", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("w1_slave") && text.contains("/var/lib/hearth"),
+        "{text}"
+    );
+}
