@@ -406,3 +406,128 @@ fn the_readme_sample_config_is_valid() {
         "{text}"
     );
 }
+
+/// The owner's CLI against a running daemon, checked on its `--json` output; a `status --watch`
+/// stream open during SIGTERM does not hold the daemon up.
+#[test]
+fn cli_commands_drive_a_running_daemon_and_sigterm_ends_open_streams() {
+    let dir = tempfile::tempdir().unwrap();
+    let addr = free_addr();
+    let url = format!("http://{addr}");
+    let mut daemon = hearth()
+        .args([
+            "serve",
+            "--sim-speed",
+            "30",
+            "--listen",
+            &addr,
+            "--data-dir",
+        ])
+        .arg(dir.path())
+        .arg("--metrics-listen")
+        .arg(free_addr())
+        .env("HEARTH_MINING__ENABLED", "false")
+        .env("HEARTH_GPU__ENABLED", "false")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let kill_guard = KillOnDrop(daemon.id());
+    let cli = |args: &[&str]| {
+        hearth()
+            .args(args)
+            .args(["--addr", &url, "--data-dir"])
+            .arg(dir.path())
+            .output()
+            .unwrap()
+    };
+    // Wait until the API answers.
+    let t0 = std::time::Instant::now();
+    let status = loop {
+        let out = cli(&["status", "--json"]);
+        if out.status.success() {
+            break serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap();
+        }
+        assert!(
+            t0.elapsed().as_secs() < 60,
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    assert!(status["budget_watts"].is_number() && status["power"].as_array().unwrap().len() == 3);
+    let out = cli(&["mix", "pin", "--asic", "30", "--gpu", "70", "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mix: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (mix["mode"].as_str(), mix["gpu_percent"].as_f64()),
+        (Some("pinned"), Some(70.0))
+    );
+    let out = cli(&["mix", "pin", "--asic", "30", "--gpu", "60"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.lines().count() == 1 && err.contains("mix.pinned"),
+        "{err}"
+    );
+    let out = cli(&["setpoint", "22.5", "--json"]);
+    let sp: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(sp["setpoint_celsius"].as_f64(), Some(22.5));
+    let s: serde_json::Value = serde_json::from_slice(&cli(&["status", "--json"]).stdout).unwrap();
+    assert_eq!(s["mix"]["gpu_percent"].as_f64(), Some(70.0));
+    // A watcher stays connected while the daemon stops.
+    let mut watcher = hearth()
+        .args(["status", "--watch", "--json", "--addr", &url, "--data-dir"])
+        .arg(dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(watcher.stdout.take().unwrap()).lines();
+    for _ in 0..3 {
+        let l = lines.next().unwrap().unwrap();
+        assert!(serde_json::from_str::<serde_json::Value>(&l).unwrap()["tick"].is_u64());
+    }
+    let ok = Command::new("kill")
+        .args(["-TERM", &daemon.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let t0 = std::time::Instant::now();
+    let code = loop {
+        if let Some(c) = daemon.try_wait().unwrap() {
+            break c;
+        }
+        assert!(
+            t0.elapsed().as_secs() < 30,
+            "the daemon did not stop with a stream open"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert!(code.success(), "{code:?}");
+    std::mem::forget(kill_guard);
+    let _ = watcher.kill();
+    let _ = watcher.wait();
+    // No daemon: a one-line error that says how to start it.
+    let out = cli(&["status"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("hearth serve") && err.lines().count() == 1,
+        "{err}"
+    );
+}
+
+/// Kills a process by pid when dropped (a failing test leaves no daemon behind).
+struct KillOnDrop(u32);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-KILL", &self.0.to_string()])
+            .status();
+    }
+}

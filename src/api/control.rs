@@ -15,6 +15,8 @@ use crate::thermal::schedule::Override;
 pub struct ControlApi {
     /// The daemon.
     pub daemon: DaemonClient,
+    /// Turns true when the server stops taking calls; open streams end then.
+    pub shutdown: tokio::sync::watch::Receiver<bool>,
 }
 
 /// The caller the auth interceptor attached.
@@ -56,8 +58,29 @@ impl pb::control_server::Control for ControlApi {
         req: Request<pb::WatchStatusRequest>,
     ) -> Result<Response<Self::WatchStatusStream>, GrpcStatus> {
         caller(&req)?.require(&[Role::Owner, Role::Viewer], "WatchStatus")?;
-        let stream = WatchStream::new(self.daemon.status.clone()).map(|s| Ok(status_to(&s)));
-        Ok(Response::new(Box::pin(stream)))
+        let mut snapshots = WatchStream::new(self.daemon.status.clone());
+        let mut stop = self.shutdown.clone();
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        // One snapshot per tick until the client goes or the server stops (a graceful stop
+        // waits for open streams, so they must end).
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    s = snapshots.next() => match s {
+                        Some(s) => {
+                            if tx.send(Ok(status_to(&s))).await.is_err() {
+                                return;
+                            }
+                        }
+                        None => return,
+                    },
+                    _ = async { let _ = stop.wait_for(|s| *s).await; } => return,
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
     }
 
     async fn set_setpoint(

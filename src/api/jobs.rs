@@ -25,6 +25,8 @@ pub struct JobsApi {
     pub daemon: DaemonClient,
     /// Tensors uploaded ahead of a submit.
     pub uploads: Arc<Uploads>,
+    /// Turns true when the server stops taking calls; open streams end then.
+    pub shutdown: tokio::sync::watch::Receiver<bool>,
 }
 
 /// Runs a store call on the blocking pool.
@@ -179,6 +181,7 @@ impl pb::jobs_server::Jobs for JobsApi {
         let (tx, rx) = mpsc::channel(16);
         let store = self.daemon.store.clone();
         let status = self.daemon.status.clone();
+        let mut stop = self.shutdown.clone();
         tokio::spawn(async move {
             let id = first.id;
             let mut last: Option<JobRecord> = None;
@@ -224,7 +227,11 @@ impl pb::jobs_server::Jobs for JobsApi {
                     return;
                 }
                 last = Some(rec);
-                tokio::time::sleep(Duration::from_millis(200)).await;
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+                    // A graceful stop waits for open streams: end this one.
+                    _ = async { let _ = stop.wait_for(|s| *s).await; } => return,
+                }
                 let s = store.clone();
                 match tokio::task::spawn_blocking(move || s.get(id)).await {
                     Ok(Ok(r)) => rec = r,

@@ -126,6 +126,7 @@ pub async fn serve(
     let control = pb::control_server::ControlServer::with_interceptor(
         control::ControlApi {
             daemon: daemon.clone(),
+            shutdown: shutdown.clone(),
         },
         interceptor.clone(),
     );
@@ -134,6 +135,7 @@ pub async fn serve(
         pb::jobs_server::JobsServer::new(jobs::JobsApi {
             daemon: daemon.clone(),
             uploads,
+            shutdown: shutdown.clone(),
         })
         .max_decoding_message_size(convert::MAX_INLINE_TENSOR_BYTES * 8 + (1 << 20)),
         interceptor,
