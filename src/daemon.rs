@@ -68,6 +68,14 @@ pub enum DaemonError {
     /// The configuration is unusable.
     #[error("{0}")]
     Config(#[from] crate::config::ConfigError),
+    /// A size or work cap was exceeded.
+    #[error("{limit} exhausted: {msg}")]
+    ResourceExhausted {
+        /// The cap's name.
+        limit: &'static str,
+        /// By how much.
+        msg: String,
+    },
     /// A request was rejected; names the field.
     #[error("{field}: {msg}")]
     Invalid {
@@ -175,6 +183,7 @@ pub struct DaemonHandle {
     pub gpu: Option<Arc<GpuRunner>>,
     executor: ExecutorHandle,
     room_push: Option<Arc<watch::Sender<Option<Reading>>>>,
+    job_limits: crate::gpu::job::JobLimits,
 }
 
 /// A cloneable handle on a running daemon for its surfaces (the gRPC API): status, commands
@@ -190,6 +199,7 @@ pub struct DaemonClient {
     wake_executor: Arc<tokio::sync::Notify>,
     clock: Clock,
     room_push: Option<Arc<watch::Sender<Option<Reading>>>>,
+    limits: crate::gpu::job::JobLimits,
 }
 
 impl DaemonClient {
@@ -236,17 +246,16 @@ impl DaemonClient {
                 r.config().limits.clone(),
                 r.status().adapter.max_storage_buffer_binding_size,
             ),
-            None => (crate::gpu::job::JobLimits::default(), 128 << 20),
+            None => (self.limits.clone(), 128 << 20),
         };
         spec.job.plan(&limits, max_binding).map_err(|e| match e {
             crate::gpu::job::JobError::Invalid { field, msg } => DaemonError::Invalid {
                 field: format!("job.{field}"),
                 msg,
             },
-            crate::gpu::job::JobError::Limit { limit, msg } => DaemonError::Invalid {
-                field: format!("job ({limit})"),
-                msg,
-            },
+            crate::gpu::job::JobError::Limit { limit, msg } => {
+                DaemonError::ResourceExhausted { limit, msg }
+            }
             e => DaemonError::Invalid {
                 field: "job".into(),
                 msg: e.to_string(),
@@ -309,6 +318,7 @@ impl DaemonHandle {
             wake_executor: self.executor.waker(),
             clock: self.clock.clone(),
             room_push: self.room_push.clone(),
+            limits: self.job_limits.clone(),
         }
     }
 
@@ -594,6 +604,7 @@ pub async fn spawn(cfg: Config, clock: Clock) -> Result<DaemonHandle, DaemonErro
         gpu,
         executor,
         room_push,
+        job_limits: cfg.gpu.runner.limits.clone(),
     })
 }
 

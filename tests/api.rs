@@ -205,7 +205,11 @@ fn hex_sha256(b: &[u8]) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_bad_request_gets_its_status_code_and_names_the_field() {
-    let api = Api::start(false, |c| c.jobs.limits.max_jobs_per_tenant = 2).await;
+    let api = Api::start(false, |c| {
+        c.jobs.limits.max_jobs_per_tenant = 2;
+        c.gpu.runner.limits.max_job_bytes = 8 << 10;
+    })
+    .await;
     let ch = api.channel().await;
     let mut control = ControlClient::new(ch.clone());
     let mut jobs = JobsClient::new(ch);
@@ -336,6 +340,17 @@ async fn every_bad_request_gets_its_status_code_and_names_the_field() {
         )),
         Code::InvalidArgument,
         "UploadTensor"
+    );
+    case!(
+        "job over the size cap",
+        jobs.submit_job(authed(
+            pb::SubmitJobRequest {
+                job: Some(matmul_spec(&[64, 64, 64]))
+            },
+            &owner
+        )),
+        Code::ResourceExhausted,
+        "max_job_bytes"
     );
     case!(
         "malformed job name",

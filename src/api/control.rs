@@ -31,6 +31,7 @@ pub(super) fn caller<T>(req: &Request<T>) -> Result<Caller, GrpcStatus> {
 pub(super) fn daemon_status(e: DaemonError) -> GrpcStatus {
     match e {
         DaemonError::Invalid { field, msg } => invalid(&field, msg),
+        e @ DaemonError::ResourceExhausted { .. } => GrpcStatus::resource_exhausted(e.to_string()),
         DaemonError::Schedule(e) => invalid("celsius", e),
         DaemonError::Store(e) => super::convert::store_status(e),
         DaemonError::Stopped => GrpcStatus::unavailable("the daemon is stopping"),
