@@ -282,10 +282,7 @@ impl DaemonClient {
                 msg: "the room sensor is not `pushed`; readings cannot be reported".into(),
             });
         };
-        let wall = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs_f64())
-            .unwrap_or(0.0);
+        let wall = crate::jobs::store::now_unix_s();
         let age = read_unix_s.map_or(0.0, |t| (wall - t).max(0.0));
         tx.send_replace(Some(Reading {
             celsius,

@@ -103,13 +103,6 @@ pub fn hash_token(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
 }
 
-fn now_unix_s() -> f64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0)
-}
-
 /// The token file of a data dir.
 #[derive(Debug, Clone)]
 pub struct TokenStore {
@@ -191,7 +184,7 @@ impl TokenStore {
             sha256,
             role,
             tenant,
-            created_unix_s: now_unix_s(),
+            created_unix_s: crate::jobs::store::now_unix_s(),
         };
         let mut all = self.list()?;
         all.push(entry.clone());

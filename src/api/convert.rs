@@ -162,7 +162,7 @@ pub fn status_to(s: &Status) -> pb::Status {
         },
     });
     pb::Status {
-        time: Some(timestamp(wall_now())),
+        time: Some(timestamp(crate::jobs::store::now_unix_s())),
         tick: s.tick,
         room_celsius: s.room_celsius,
         outdoor_celsius: s.outdoor_celsius,
@@ -187,13 +187,6 @@ pub fn status_to(s: &Status) -> pb::Status {
         gpu,
         live_jobs: s.sched.queue.live as u32,
     }
-}
-
-fn wall_now() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0)
 }
 
 /// The proto job state.

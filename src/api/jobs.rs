@@ -29,15 +29,13 @@ pub struct JobsApi {
     pub shutdown: tokio::sync::watch::Receiver<bool>,
 }
 
-/// Runs a store call on the blocking pool.
+/// Runs a store call on the blocking pool; a store error becomes its gRPC status.
 async fn blocking<T: Send + 'static>(
     store: &Arc<JobStore>,
     f: impl FnOnce(&JobStore) -> Result<T, crate::jobs::StoreError> + Send + 'static,
 ) -> Result<T, GrpcStatus> {
-    let s = store.clone();
-    tokio::task::spawn_blocking(move || f(&s))
+    crate::jobs::executor::blocking(store, f)
         .await
-        .map_err(|e| GrpcStatus::internal(format!("store task: {e}")))?
         .map_err(store_status)
 }
 

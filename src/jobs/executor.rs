@@ -36,8 +36,8 @@ const TOTALS: [&str; 5] = [
     "resistive_joules",
 ];
 
-/// Runs `f` on the blocking pool with the store.
-async fn blocking<T: Send + 'static>(
+/// Runs `f` on the blocking pool with the store (store calls never run on a tokio worker).
+pub async fn blocking<T: Send + 'static>(
     store: &Arc<JobStore>,
     f: impl FnOnce(&JobStore) -> Result<T, StoreError> + Send + 'static,
 ) -> Result<T, StoreError> {
