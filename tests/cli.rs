@@ -477,8 +477,17 @@ fn cli_commands_drive_a_running_daemon_and_sigterm_ends_open_streams() {
     let out = cli(&["setpoint", "22.5", "--json"]);
     let sp: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(sp["setpoint_celsius"].as_f64(), Some(22.5));
-    let s: serde_json::Value = serde_json::from_slice(&cli(&["status", "--json"]).stdout).unwrap();
-    assert_eq!(s["mix"]["gpu_percent"].as_f64(), Some(70.0));
+    // The mix is in force from the next tick's snapshot on.
+    let t0 = std::time::Instant::now();
+    loop {
+        let s: serde_json::Value =
+            serde_json::from_slice(&cli(&["status", "--json"]).stdout).unwrap();
+        if s["mix"]["gpu_percent"].as_f64() == Some(70.0) {
+            break;
+        }
+        assert!(t0.elapsed().as_secs() < 10, "mix never shown: {}", s["mix"]);
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
     // A watcher stays connected while the daemon stops.
     let mut watcher = hearth()
         .args(["status", "--watch", "--json", "--addr", &url, "--data-dir"])
