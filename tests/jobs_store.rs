@@ -512,3 +512,25 @@ fn recover_requeues_running_jobs_in_queue_order() {
     assert_eq!(store.recover().unwrap(), vec![due, high, paused, low]);
     assert_eq!(store.transitions(high).unwrap().len(), 3);
 }
+
+#[test]
+fn many_connections_opening_a_fresh_store_at_once_all_succeed() {
+    // The daemon starting while the CLI submits: both open (and migrate) the same new file.
+    for _ in 0..20 {
+        let dir = tempfile::tempdir().unwrap();
+        let opened: Vec<Result<JobStore, StoreError>> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..6)
+                .map(|_| s.spawn(|| JobStore::open(dir.path(), StoreLimits::default())))
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        for r in opened {
+            let store = r.unwrap();
+            store.submit(&spec("acme", 1)).unwrap();
+        }
+        let (jobs, _) = open(dir.path())
+            .list(ListFilter::default(), 100, None)
+            .unwrap();
+        assert_eq!(jobs.len(), 6);
+    }
+}

@@ -28,6 +28,9 @@ use super::spec::{JobId, JobSpec, JobState, Lease, SpecError};
 use crate::gpu::job::{Checkpoint, GpuJob, KernelSpec};
 use crate::gpu::tensor::{digest, Tensor};
 
+/// How long opening the store waits for another process holding the database lock.
+const OPEN_BUSY_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// The schema version this code writes (`PRAGMA user_version`).
 pub const SCHEMA_VERSION: i64 = 2;
 /// The database file's name inside the data dir.
@@ -437,8 +440,33 @@ impl JobStore {
         let results = dir.join(RESULTS_DIR);
         fs::create_dir_all(&results).map_err(io_err(&results))?;
         sync_dir(dir)?;
-        let mut conn = Connection::open(dir.join(DB_FILE))?;
-        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        // Two processes opening a fresh store at once (the daemon starting while the CLI
+        // submits) both take a shared lock and then want the exclusive one to switch the
+        // journal mode or migrate. SQLite resolves that deadlock by failing one side at once
+        // with SQLITE_BUSY, without consulting the busy handler, so the whole open is retried.
+        let deadline = std::time::Instant::now() + OPEN_BUSY_LIMIT;
+        let conn = loop {
+            match Self::open_conn(&dir.join(DB_FILE)) {
+                Err(StoreError::Db(e))
+                    if e.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseBusy)
+                        && std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                other => break other?,
+            }
+        };
+        Ok(JobStore {
+            conn: Mutex::new(conn),
+            results,
+            limits,
+        })
+    }
+
+    /// One attempt at opening the database: WAL, full sync, foreign keys, current schema.
+    fn open_conn(path: &Path) -> Result<Connection, StoreError> {
+        let mut conn = Connection::open(path)?;
+        conn.busy_timeout(OPEN_BUSY_LIMIT)?;
         let mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
         if !mode.eq_ignore_ascii_case("wal") {
             return Err(corrupt(format!(
@@ -447,11 +475,7 @@ impl JobStore {
         }
         conn.execute_batch("PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;")?;
         Self::migrate(&mut conn)?;
-        Ok(JobStore {
-            conn: Mutex::new(conn),
-            results,
-            limits,
-        })
+        Ok(conn)
     }
 
     fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
