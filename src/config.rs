@@ -171,6 +171,9 @@ pub struct JobsConfig {
     pub data_dir: Option<PathBuf>,
     /// Queue caps.
     pub limits: crate::jobs::store::StoreLimits,
+    /// `normal`: an accepted job survives the daemon being killed; `full`: it also survives
+    /// power loss (an fsync per group commit).
+    pub sync: crate::jobs::store::SyncMode,
 }
 
 impl JobsConfig {

@@ -29,7 +29,7 @@ use crate::config::{validate_mix, Config, SourceConfig};
 use crate::gpu::device::Gpu;
 use crate::gpu::runner::{GpuRunner, RunnerStatus};
 use crate::jobs::executor::{self, ExecutorConfig, ExecutorHandle};
-use crate::jobs::{JobId, JobSpec, JobStore, StoreError};
+use crate::jobs::{GroupCommit, JobId, JobRecord, JobSpec, JobStore, StoreError};
 use crate::mining::engine::{MiningEngine, MiningStatus};
 use crate::mining::stratum::client::{ClientConfig, Endpoint};
 use crate::mining::stratum::pool::LocalPool;
@@ -182,6 +182,7 @@ pub struct DaemonHandle {
     /// The GPU runner, if the GPU is enabled and opened.
     pub gpu: Option<Arc<GpuRunner>>,
     executor: ExecutorHandle,
+    commits: GroupCommit,
     room_push: Option<Arc<watch::Sender<Option<Reading>>>>,
     job_limits: crate::gpu::job::JobLimits,
 }
@@ -197,6 +198,7 @@ pub struct DaemonClient {
     commands: mpsc::Sender<Command>,
     gpu: Option<Arc<GpuRunner>>,
     wake_executor: Arc<tokio::sync::Notify>,
+    commits: GroupCommit,
     clock: Clock,
     room_push: Option<Arc<watch::Sender<Option<Reading>>>>,
     limits: crate::gpu::job::JobLimits,
@@ -237,6 +239,11 @@ impl DaemonClient {
     /// Checks a job against the GPU's limits and the kernel's own rules (arity, shapes, WGSL),
     /// stores it durably and wakes the executor. Returns once the job is on disk.
     pub async fn submit(&self, spec: JobSpec) -> Result<JobId, DaemonError> {
+        Ok(self.submit_record(spec).await?.id)
+    }
+
+    /// [`DaemonClient::submit`], answering with the stored record.
+    pub async fn submit_record(&self, spec: JobSpec) -> Result<JobRecord, DaemonError> {
         spec.validate().map_err(|e| DaemonError::Invalid {
             field: e.field,
             msg: e.msg,
@@ -261,12 +268,7 @@ impl DaemonClient {
                 msg: e.to_string(),
             },
         })?;
-        let store = self.store.clone();
-        let id = tokio::task::spawn_blocking(move || store.submit(&spec))
-            .await
-            .map_err(|_| DaemonError::Stopped)??;
-        self.wake_executor.notify_one();
-        Ok(id)
+        Ok(self.commits.submit(spec).await?)
     }
 
     /// A room reading from an external thermostat (`sensors.room.kind = "pushed"`), taken at
@@ -313,6 +315,7 @@ impl DaemonHandle {
             commands: self.commands.clone(),
             gpu: self.gpu.clone(),
             wake_executor: self.executor.waker(),
+            commits: self.commits.clone(),
             clock: self.clock.clone(),
             room_push: self.room_push.clone(),
             limits: self.job_limits.clone(),
@@ -415,13 +418,14 @@ async fn start_mining(
 async fn open_store(cfg: &Config) -> Result<(Arc<JobStore>, Accounts, Mix), DaemonError> {
     let dir = cfg.jobs.resolved_data_dir()?;
     let limits = cfg.jobs.limits.clone();
+    let sync = cfg.jobs.sync;
     let default_mix = cfg.sched.mix;
     tokio::task::spawn_blocking(move || {
         std::fs::create_dir_all(&dir).map_err(|source| StoreError::Io {
             path: dir.clone(),
             source,
         })?;
-        let store = JobStore::open(&dir, limits)?;
+        let store = JobStore::open_with(&dir, limits, sync)?;
         let requeued = store.recover()?;
         let accounts = executor::load_accounts(&store)?;
         let mix = match store.setting(MIX_SETTING)? {
@@ -587,6 +591,13 @@ pub async fn spawn(cfg: Config, clock: Clock) -> Result<DaemonHandle, DaemonErro
         last_outdoor: None,
     };
     tasks.push(tokio::spawn(control.run(cmd_rx, shutdown_rx)));
+    let waker = executor.waker();
+    let commits = GroupCommit::start(store.clone(), move || waker.notify_one()).map_err(|e| {
+        StoreError::Io {
+            path: "hearth-commit thread".into(),
+            source: e,
+        }
+    })?;
     Ok(DaemonHandle {
         status: status_rx,
         target: target_rx,
@@ -600,6 +611,7 @@ pub async fn spawn(cfg: Config, clock: Clock) -> Result<DaemonHandle, DaemonErro
         mining,
         gpu,
         executor,
+        commits,
         room_push,
         job_limits: cfg.gpu.runner.limits.clone(),
     })

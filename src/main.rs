@@ -5,6 +5,7 @@ use clap::{Parser, Subcommand};
 use std::path::{Path, PathBuf};
 use tracing_subscriber::EnvFilter;
 
+mod bench_api;
 mod cli_client;
 mod cli_jobs;
 
@@ -139,6 +140,9 @@ struct ScanArgs {
 
 #[derive(Subcommand)]
 enum BenchAction {
+    /// Durable SubmitJob calls per second over gRPC against a child daemon, with p50/p99
+    /// latency, against the same load of grpc.health.v1 Check calls as the baseline.
+    Api(bench_api::ApiBenchArgs),
     /// Matmul GFLOP/s (tuned, naive, CPU sgemm), throttle response and mlp_train throughput.
     Gpu {
         /// Matrix sizes (M = N = K).
@@ -336,6 +340,9 @@ struct ApiArgs {
     /// Allow plain text on a non-loopback address.
     #[arg(long)]
     insecure: bool,
+    /// Calls served at once; more get RESOURCE_EXHAUSTED (bounds memory under load).
+    #[arg(long, default_value_t = hearth::api::DEFAULT_MAX_IN_FLIGHT, value_parser = clap::value_parser!(u32).range(1..))]
+    max_in_flight: u32,
     /// The Prometheus endpoint (default: `telemetry.metrics_listen`, 127.0.0.1:9464).
     #[arg(long, value_name = "ADDR")]
     metrics_listen: Option<std::net::SocketAddr>,
@@ -410,6 +417,7 @@ fn serve(
                 data_dir,
                 max_upload_bytes: max_upload,
                 max_total_upload_bytes: max_upload.saturating_mul(2),
+                max_in_flight: api.max_in_flight as usize,
             },
             api_stop_rx,
         )
@@ -839,6 +847,7 @@ fn mine_scan(a: &ScanArgs) -> Result<()> {
 
 fn bench(action: BenchAction) -> Result<()> {
     match action {
+        BenchAction::Api(args) => bench_api::run(args),
         BenchAction::Gpu {
             sizes,
             adapter,

@@ -51,6 +51,7 @@ impl Api {
                 data_dir: dir.path().to_path_buf(),
                 max_upload_bytes: 1 << 20,
                 max_total_upload_bytes: 2 << 20,
+                max_in_flight: 64,
             },
             stop_rx,
         )

@@ -104,8 +104,12 @@ fn a_version_1_store_is_migrated_and_keeps_its_jobs() {
     drop(store);
     // Turn it back into what version 1 wrote.
     let conn = rusqlite::Connection::open(dir.path().join("jobs.sqlite")).unwrap();
-    conn.execute_batch("DROP TABLE totals; DROP TABLE settings; PRAGMA user_version = 1;")
-        .unwrap();
+    conn.execute_batch(
+        "DROP TABLE totals; DROP TABLE settings; DROP TABLE live_load; \
+         DROP TRIGGER live_load_insert; DROP TRIGGER live_load_enter; \
+         DROP TRIGGER live_load_leave; DROP TRIGGER live_load_delete; PRAGMA user_version = 1;",
+    )
+    .unwrap();
     drop(conn);
     let store = open(dir.path());
     assert_eq!(store.get(id).unwrap().lease.tenant, "acme");
@@ -533,4 +537,112 @@ fn many_connections_opening_a_fresh_store_at_once_all_succeed() {
             .unwrap();
         assert_eq!(jobs.len(), 6);
     }
+}
+
+#[test]
+fn a_version_2_store_is_migrated_with_its_live_load_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let limits = StoreLimits {
+        max_jobs_per_tenant: 2,
+        max_total_input_bytes: 1 << 20,
+    };
+    let store = JobStore::open(dir.path(), limits.clone()).unwrap();
+    let first = store.submit(&spec("a", 3)).unwrap();
+    store.submit(&spec("a", 3)).unwrap();
+    drop(store);
+    // Turn it back into what version 2 wrote: no load table, no triggers.
+    let conn = rusqlite::Connection::open(dir.path().join("jobs.sqlite")).unwrap();
+    conn.execute_batch(
+        "DROP TRIGGER live_load_insert; DROP TRIGGER live_load_enter; \
+         DROP TRIGGER live_load_leave; DROP TRIGGER live_load_delete; \
+         DROP TABLE live_load; PRAGMA user_version = 2;",
+    )
+    .unwrap();
+    drop(conn);
+    let store = JobStore::open(dir.path(), limits).unwrap();
+    // The two jobs stored before the upgrade count against the cap.
+    assert!(matches!(
+        store.submit(&spec("a", 1)),
+        Err(StoreError::ResourceExhausted {
+            what: "max_jobs_per_tenant",
+            ..
+        })
+    ));
+    store
+        .transition(first, JobState::Cancelled, "owner cancelled")
+        .unwrap();
+    store.submit(&spec("a", 1)).unwrap();
+}
+
+#[test]
+fn a_batch_stores_the_good_specs_and_refuses_each_bad_one_with_its_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let limits = StoreLimits {
+        max_jobs_per_tenant: 2,
+        max_total_input_bytes: 1 << 20,
+    };
+    let store = JobStore::open(dir.path(), limits).unwrap();
+    let mut nameless = spec("x", 2);
+    nameless.lease.tenant = String::new();
+    let specs = [
+        spec("a", 2),
+        spec("a", 3),
+        spec("a", 4),
+        nameless,
+        spec("b", 5),
+    ];
+    let refs: Vec<&hearth::jobs::JobSpec> = specs.iter().collect();
+    let out = store.submit_many(&refs);
+    assert_eq!(out.len(), 5);
+    assert!(matches!(
+        &out[2],
+        Err(StoreError::ResourceExhausted {
+            what: "max_jobs_per_tenant",
+            ..
+        })
+    ));
+    assert!(
+        matches!(&out[3], Err(StoreError::InvalidArgument { field, .. }) if field == "lease.tenant"),
+        "{:?}",
+        out[3]
+    );
+    let stored: Vec<_> = [0, 1, 4]
+        .iter()
+        .map(|&i| out[i].as_ref().unwrap().clone())
+        .collect();
+    assert!(stored.windows(2).all(|w| w[0].id.0 < w[1].id.0));
+    // The record a submit answers with is the one the store keeps.
+    for r in &stored {
+        assert_eq!(&store.get(r.id).unwrap(), r);
+    }
+    let (all, _) = store.list(ListFilter::default(), 100, None).unwrap();
+    assert_eq!(all.len(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_submits_through_group_commit_are_each_stored_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = std::sync::Arc::new(open(dir.path()));
+    let commits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let c = commits.clone();
+    let gc = hearth::jobs::GroupCommit::start(store.clone(), move || {
+        c.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    })
+    .unwrap();
+    let tasks: Vec<_> = (0..300)
+        .map(|i| {
+            let gc = gc.clone();
+            tokio::spawn(async move { gc.submit(spec(&format!("t{}", i % 7), 2)).await })
+        })
+        .collect();
+    let mut ids = HashSet::new();
+    for t in tasks {
+        let rec = t.await.unwrap().unwrap();
+        assert_eq!(rec.state, JobState::Queued);
+        assert!(ids.insert(rec.id));
+    }
+    let (all, _) = store.list(ListFilter::default(), 1000, None).unwrap();
+    assert_eq!(all.len(), 300);
+    let n = commits.load(std::sync::atomic::Ordering::Relaxed);
+    assert!((1..=300).contains(&n), "{n} commits");
 }

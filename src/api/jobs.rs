@@ -94,8 +94,11 @@ impl pb::jobs_server::Jobs for JobsApi {
         };
         let uploads = self.uploads.clone();
         let spec = spec_from(r.job, tenant, |field, name| uploads.take(field, name))?;
-        let id = self.daemon.submit(spec).await.map_err(daemon_status)?;
-        let rec = blocking(&self.daemon.store, move |s| s.get(id)).await?;
+        let rec = self
+            .daemon
+            .submit_record(spec)
+            .await
+            .map_err(daemon_status)?;
         Ok(Response::new(job_to(&rec, 0)))
     }
 

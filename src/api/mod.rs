@@ -9,6 +9,7 @@ pub mod auth;
 pub mod control;
 pub mod convert;
 pub mod jobs;
+mod shed;
 pub mod uploads;
 
 use std::net::SocketAddr;
@@ -80,7 +81,14 @@ pub struct ApiConfig {
     pub max_upload_bytes: usize,
     /// Uploaded tensors held in all, bytes.
     pub max_total_upload_bytes: usize,
+    /// Calls being served at once, over all connections; a call beyond it is answered
+    /// RESOURCE_EXHAUSTED at once instead of queueing, which bounds the memory that load can
+    /// take (at most this many request messages are decoded at a time).
+    pub max_in_flight: usize,
 }
+
+/// The default [`ApiConfig::max_in_flight`].
+pub const DEFAULT_MAX_IN_FLIGHT: u32 = 256;
 
 /// The running API server.
 pub struct ApiServer {
@@ -176,6 +184,7 @@ pub async fn serve(
     })?;
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
     let router = builder
+        .layer(shed::ShedLayer::new(cfg.max_in_flight))
         .add_service(health)
         .add_service(reflection)
         .add_service(control)

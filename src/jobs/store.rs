@@ -32,7 +32,7 @@ use crate::gpu::tensor::{digest, Tensor};
 const OPEN_BUSY_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// The schema version this code writes (`PRAGMA user_version`).
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 /// The database file's name inside the data dir.
 pub const DB_FILE: &str = "jobs.sqlite";
 /// The results folder's name inside the data dir.
@@ -71,6 +71,9 @@ pub enum StoreError {
     /// SQLite failed.
     #[error("database: {0}")]
     Db(#[from] rusqlite::Error),
+    /// The group commit this submission was batched into failed; nothing of it was stored.
+    #[error("commit failed, the job was not stored: {0}")]
+    CommitFailed(String),
     /// A file operation failed.
     #[error("{path}: {source}")]
     Io {
@@ -127,6 +130,29 @@ impl Default for StoreLimits {
         Self {
             max_jobs_per_tenant: 1000,
             max_total_input_bytes: 8 << 30,
+        }
+    }
+}
+
+/// How hard a commit pushes data to disk before it returns.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SyncMode {
+    /// The WAL is written (not fsynced) at each commit: a committed job survives the daemon
+    /// being killed (`kill -9`, a panic, the OOM killer), not an OS crash or power loss.
+    #[default]
+    Normal,
+    /// The WAL is fsynced at each commit: a committed job also survives power loss. Group
+    /// commit makes that one fsync per batch of concurrent submits.
+    Full,
+}
+
+impl SyncMode {
+    /// The `PRAGMA synchronous` value.
+    fn pragma(self) -> &'static str {
+        match self {
+            SyncMode::Normal => "NORMAL",
+            SyncMode::Full => "FULL",
         }
     }
 }
@@ -269,6 +295,39 @@ CREATE TABLE settings (
     name TEXT PRIMARY KEY,
     value TEXT NOT NULL
 ) WITHOUT ROWID;
+";
+
+/// Version 3: per-tenant load of unfinished jobs, kept by triggers whoever writes, so that the
+/// submit limits are checked with one indexed lookup instead of a scan of the queue.
+const SCHEMA_V3: &str = "
+CREATE TABLE live_load (
+    tenant TEXT PRIMARY KEY,
+    jobs INTEGER NOT NULL,
+    input_bytes INTEGER NOT NULL
+) WITHOUT ROWID;
+INSERT INTO live_load (tenant, jobs, input_bytes)
+    SELECT tenant, COUNT(*), SUM(input_bytes) FROM jobs
+    WHERE state IN ('QUEUED', 'RUNNING', 'PAUSED') GROUP BY tenant;
+CREATE TRIGGER live_load_insert AFTER INSERT ON jobs
+WHEN NEW.state IN ('QUEUED', 'RUNNING', 'PAUSED') BEGIN
+    INSERT INTO live_load (tenant, jobs, input_bytes) VALUES (NEW.tenant, 1, NEW.input_bytes)
+    ON CONFLICT (tenant) DO UPDATE SET jobs = jobs + 1, input_bytes = input_bytes + excluded.input_bytes;
+END;
+CREATE TRIGGER live_load_enter AFTER UPDATE OF state ON jobs
+WHEN OLD.state NOT IN ('QUEUED', 'RUNNING', 'PAUSED') AND NEW.state IN ('QUEUED', 'RUNNING', 'PAUSED') BEGIN
+    INSERT INTO live_load (tenant, jobs, input_bytes) VALUES (NEW.tenant, 1, NEW.input_bytes)
+    ON CONFLICT (tenant) DO UPDATE SET jobs = jobs + 1, input_bytes = input_bytes + excluded.input_bytes;
+END;
+CREATE TRIGGER live_load_leave AFTER UPDATE OF state ON jobs
+WHEN OLD.state IN ('QUEUED', 'RUNNING', 'PAUSED') AND NEW.state NOT IN ('QUEUED', 'RUNNING', 'PAUSED') BEGIN
+    UPDATE live_load SET jobs = jobs - 1, input_bytes = input_bytes - OLD.input_bytes
+    WHERE tenant = OLD.tenant;
+END;
+CREATE TRIGGER live_load_delete AFTER DELETE ON jobs
+WHEN OLD.state IN ('QUEUED', 'RUNNING', 'PAUSED') BEGIN
+    UPDATE live_load SET jobs = jobs - 1, input_bytes = input_bytes - OLD.input_bytes
+    WHERE tenant = OLD.tenant;
+END;
 ";
 
 const JOB_COLUMNS: &str = "id, state, tenant, price_per_gpu_second, deadline_unix_s, priority, \
@@ -431,12 +490,19 @@ fn is_digest(s: &str) -> bool {
 impl JobStore {
     /// Opens (creating if needed) the store in `dir`: `dir/jobs.sqlite` and `dir/results/`.
     ///
-    /// The database runs in WAL mode with `synchronous=FULL`: in WAL mode `NORMAL` skips the
-    /// fsync of the WAL at commit, so a committed transaction survives a process crash but may be
-    /// lost on power failure or an OS crash. A job store acknowledges submissions and results to
-    /// tenants, so every commit must be on disk before the call returns; `FULL` fsyncs the WAL on
-    /// each commit.
+    /// The database runs in WAL mode with [`SyncMode::Normal`]: a committed transaction is in
+    /// the WAL file (the OS holds it) before the call returns, so it survives the daemon being
+    /// killed. [`JobStore::open_with`] and [`SyncMode::Full`] also survive power loss.
     pub fn open(dir: &Path, limits: StoreLimits) -> Result<JobStore, StoreError> {
+        Self::open_with(dir, limits, SyncMode::default())
+    }
+
+    /// [`JobStore::open`] with an explicit [`SyncMode`].
+    pub fn open_with(
+        dir: &Path,
+        limits: StoreLimits,
+        sync: SyncMode,
+    ) -> Result<JobStore, StoreError> {
         let results = dir.join(RESULTS_DIR);
         fs::create_dir_all(&results).map_err(io_err(&results))?;
         sync_dir(dir)?;
@@ -446,7 +512,7 @@ impl JobStore {
         // with SQLITE_BUSY, without consulting the busy handler, so the whole open is retried.
         let deadline = std::time::Instant::now() + OPEN_BUSY_LIMIT;
         let conn = loop {
-            match Self::open_conn(&dir.join(DB_FILE)) {
+            match Self::open_conn(&dir.join(DB_FILE), sync) {
                 Err(StoreError::Db(e))
                     if e.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseBusy)
                         && std::time::Instant::now() < deadline =>
@@ -464,7 +530,7 @@ impl JobStore {
     }
 
     /// One attempt at opening the database: WAL, full sync, foreign keys, current schema.
-    fn open_conn(path: &Path) -> Result<Connection, StoreError> {
+    fn open_conn(path: &Path, sync: SyncMode) -> Result<Connection, StoreError> {
         let mut conn = Connection::open(path)?;
         conn.busy_timeout(OPEN_BUSY_LIMIT)?;
         let mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
@@ -473,7 +539,10 @@ impl JobStore {
                 "{DB_FILE}: could not enable WAL (journal_mode is {mode})"
             )));
         }
-        conn.execute_batch("PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;")?;
+        conn.execute_batch(&format!(
+            "PRAGMA synchronous={}; PRAGMA foreign_keys=ON;",
+            sync.pragma()
+        ))?;
         Self::migrate(&mut conn)?;
         Ok(conn)
     }
@@ -487,7 +556,7 @@ impl JobStore {
             )));
         }
         // Each step upgrades one version, in order.
-        for (to, sql) in [(1, SCHEMA_V1), (2, SCHEMA_V2)] {
+        for (to, sql) in [(1, SCHEMA_V1), (2, SCHEMA_V2), (3, SCHEMA_V3)] {
             if version < to {
                 tx.execute_batch(sql)?;
             }
@@ -510,74 +579,144 @@ impl JobStore {
 
     /// Validates `spec`, checks the limits and stores the job as QUEUED; returns once committed.
     pub fn submit(&self, spec: &JobSpec) -> Result<JobId, StoreError> {
-        spec.validate()?;
-        let bytes = spec.input_bytes();
-        let kernel_json =
-            serde_json::to_string(&spec.job.kernel).map_err(|e| StoreError::InvalidArgument {
-                field: "job.kernel".into(),
-                msg: e.to_string(),
-            })?;
+        let mut out = self.submit_many(&[spec]);
+        match out.pop() {
+            Some(r) => r.map(|rec| rec.id),
+            // submit_many answers every spec it is given.
+            None => Err(StoreError::CommitFailed("no answer".into())),
+        }
+    }
+
+    /// Stores several jobs in one transaction (group commit): one answer per spec, in order.
+    /// A spec that is invalid or over a limit gets its own error and the others are stored; a
+    /// failure of the transaction itself fails them all, and none is stored.
+    pub fn submit_many(&self, specs: &[&JobSpec]) -> Vec<Result<JobRecord, StoreError>> {
+        // Per-spec checks that need no database.
+        let mut out: Vec<Result<JobRecord, StoreError>> = specs
+            .iter()
+            .map(|spec| {
+                spec.validate()?;
+                let bytes = spec.input_bytes();
+                to_i64(bytes, "job.inputs")?;
+                Ok(JobRecord {
+                    id: JobId(0),
+                    state: JobState::Queued,
+                    lease: spec.lease.clone(),
+                    kernel: spec.job.kernel.clone(),
+                    input_shapes: spec.job.inputs.iter().map(|t| t.shape.clone()).collect(),
+                    input_bytes: bytes,
+                    submitted_unix_s: 0.0,
+                    started_unix_s: None,
+                    finished_unix_s: None,
+                    updated_unix_s: 0.0,
+                    progress_units: 0,
+                    last_error: None,
+                    result_digest: None,
+                    usage: Usage::default(),
+                })
+            })
+            .collect();
         let mut conn = self.conn();
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let tenant = &spec.lease.tenant;
-        let live: i64 = tx.query_row(
-            &format!("SELECT COUNT(*) FROM jobs WHERE tenant = ?1 AND state IN {LIVE_STATES}"),
-            [tenant],
-            |r| r.get(0),
-        )?;
-        if live as u64 >= self.limits.max_jobs_per_tenant {
-            return Err(StoreError::ResourceExhausted {
-                what: "max_jobs_per_tenant",
-                msg: format!(
-                    "tenant {tenant} has {live} unfinished jobs, at most {}",
-                    self.limits.max_jobs_per_tenant
-                ),
-            });
-        }
-        let held: i64 = tx.query_row(
-            &format!("SELECT COALESCE(SUM(input_bytes), 0) FROM jobs WHERE state IN {LIVE_STATES}"),
-            [],
-            |r| r.get(0),
-        )?;
-        if (held as u64).saturating_add(bytes) > self.limits.max_total_input_bytes {
-            return Err(StoreError::ResourceExhausted {
-                what: "max_total_input_bytes",
-                msg: format!(
-                    "unfinished jobs hold {held} input bytes; {bytes} more exceeds {}",
-                    self.limits.max_total_input_bytes
-                ),
-            });
-        }
-        let now = now_unix_s();
-        let l = &spec.lease;
-        tx.execute(
-            "INSERT INTO jobs (tenant, state, priority, price_per_gpu_second, deadline_unix_s, \
-             kernel_json, input_bytes, submitted_unix_s, updated_unix_s) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8)",
-            params![
-                l.tenant,
-                JobState::Queued.as_str(),
-                l.priority,
-                l.price_per_gpu_second,
-                l.deadline_unix_s,
-                kernel_json,
-                to_i64(bytes, "job.inputs")?,
-                now
-            ],
-        )?;
-        let id = tx.last_insert_rowid();
-        {
-            let mut ins = tx.prepare(
-                "INSERT INTO inputs (job_id, idx, shape_json, data) VALUES (?1, ?2, ?3, ?4)",
-            )?;
-            for (i, t) in spec.job.inputs.iter().enumerate() {
-                let shape = serde_json::to_string(&t.shape).map_err(|e| corrupt(e.to_string()))?;
-                ins.execute(params![id, i as i64, shape, f32_blob(&t.data)])?;
+        if let Err(e) = self.insert_batch(&mut conn, specs, &mut out) {
+            let msg = e.to_string();
+            for r in out.iter_mut().filter(|r| r.is_ok()) {
+                *r = Err(StoreError::CommitFailed(msg.clone()));
             }
         }
-        insert_transition(&tx, id, None, JobState::Queued, "submitted", now)?;
+        out
+    }
+
+    /// Inserts the specs whose `out` entry is still `Ok` (filling in id and times), or turns it
+    /// into a limit error; commits once. An `Err` return means nothing was committed.
+    fn insert_batch(
+        &self,
+        conn: &mut Connection,
+        specs: &[&JobSpec],
+        out: &mut [Result<JobRecord, StoreError>],
+    ) -> Result<(), StoreError> {
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut held: u64 = tx.query_row(
+            "SELECT COALESCE(SUM(input_bytes), 0) FROM live_load",
+            [],
+            |r| r.get::<_, i64>(0),
+        )? as u64;
+        let mut live: BTreeMap<String, u64> = BTreeMap::new();
+        let now = now_unix_s();
+        {
+            let mut load = tx.prepare_cached("SELECT jobs FROM live_load WHERE tenant = ?1")?;
+            let mut job = tx.prepare_cached(
+                "INSERT INTO jobs (tenant, state, priority, price_per_gpu_second, \
+                 deadline_unix_s, kernel_json, input_bytes, submitted_unix_s, updated_unix_s) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8)",
+            )?;
+            let mut input = tx.prepare_cached(
+                "INSERT INTO inputs (job_id, idx, shape_json, data) VALUES (?1, ?2, ?3, ?4)",
+            )?;
+            let mut transition = tx.prepare_cached(
+                "INSERT INTO transitions (job_id, from_state, to_state, reason, at_unix_s) \
+                 VALUES (?1, NULL, ?2, 'submitted', ?3)",
+            )?;
+            for (spec, slot) in specs.iter().zip(out.iter_mut()) {
+                let Ok(rec) = slot else { continue };
+                let tenant = &spec.lease.tenant;
+                let n = match live.get(tenant) {
+                    Some(&n) => n,
+                    None => load
+                        .query_row([tenant], |r| r.get::<_, i64>(0))
+                        .optional()?
+                        .unwrap_or(0)
+                        .max(0) as u64,
+                };
+                if n >= self.limits.max_jobs_per_tenant {
+                    *slot = Err(StoreError::ResourceExhausted {
+                        what: "max_jobs_per_tenant",
+                        msg: format!(
+                            "tenant {tenant} has {n} unfinished jobs, at most {}",
+                            self.limits.max_jobs_per_tenant
+                        ),
+                    });
+                    continue;
+                }
+                let bytes = rec.input_bytes;
+                if held.saturating_add(bytes) > self.limits.max_total_input_bytes {
+                    *slot = Err(StoreError::ResourceExhausted {
+                        what: "max_total_input_bytes",
+                        msg: format!(
+                            "unfinished jobs hold {held} input bytes; {bytes} more exceeds {}",
+                            self.limits.max_total_input_bytes
+                        ),
+                    });
+                    continue;
+                }
+                let kernel_json = serde_json::to_string(&spec.job.kernel)
+                    .map_err(|e| corrupt(format!("job.kernel: {e}")))?;
+                let l = &spec.lease;
+                job.execute(params![
+                    l.tenant,
+                    JobState::Queued.as_str(),
+                    l.priority,
+                    l.price_per_gpu_second,
+                    l.deadline_unix_s,
+                    kernel_json,
+                    to_i64(bytes, "job.inputs")?,
+                    now
+                ])?;
+                let id = tx.last_insert_rowid();
+                for (i, t) in spec.job.inputs.iter().enumerate() {
+                    let shape =
+                        serde_json::to_string(&t.shape).map_err(|e| corrupt(e.to_string()))?;
+                    input.execute(params![id, i as i64, shape, f32_blob(&t.data)])?;
+                }
+                transition.execute(params![id, JobState::Queued.as_str(), now])?;
+                live.insert(tenant.clone(), n + 1);
+                held += bytes;
+                rec.id = JobId(id as u64);
+                rec.submitted_unix_s = now;
+                rec.updated_unix_s = now;
+            }
+        }
         tx.commit()?;
-        Ok(JobId(id as u64))
+        Ok(())
     }
 
     /// The job's record (without input data).
