@@ -93,7 +93,11 @@ impl pb::jobs_server::Jobs for JobsApi {
             _ => "owner".into(),
         };
         let uploads = self.uploads.clone();
-        let spec = spec_from(r.job, tenant, |field, name| uploads.take(field, name))?;
+        // A tenant may use only its own uploads.
+        let uploader = (who.role == Role::Tenant).then(|| tenant.clone());
+        let spec = spec_from(r.job, tenant, |field, name| {
+            uploads.take(field, name, uploader.as_deref())
+        })?;
         let rec = self
             .daemon
             .submit_record(spec)
@@ -320,7 +324,12 @@ impl pb::jobs_server::Jobs for JobsApi {
         let shape = shape.ok_or_else(|| invalid("shape", "no message received"))?;
         let t = super::convert::tensor_from("tensor", pb::Tensor { shape, data })?;
         let bytes = t.bytes() as u64;
-        let name = self.uploads.put(t)?;
+        let tenant = if who.role == Role::Tenant {
+            who.tenant.clone()
+        } else {
+            None
+        };
+        let name = self.uploads.put(t, tenant)?;
         Ok(Response::new(pb::TensorRef { name, bytes }))
     }
 }

@@ -1,5 +1,6 @@
 //! Tensors uploaded with `UploadTensor`, held in memory until a `SubmitJob` names them (it takes
-//! them) or they expire. The total held is capped, so uploads cannot exhaust memory.
+//! them) or they expire. The total held is capped, so uploads cannot exhaust memory. An upload
+//! belongs to the tenant whose token made it: another tenant cannot use it (the owner can).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -14,10 +15,13 @@ use crate::gpu::tensor::Tensor;
 /// How long an upload waits for its submit.
 const TTL: Duration = Duration::from_secs(600);
 
+/// One upload: the tensor, when it arrived, and the tenant whose token sent it (`None`: owner).
+type Held = (Tensor, Instant, Option<String>);
+
 /// The uploads held.
 #[derive(Debug)]
 pub struct Uploads {
-    held: Mutex<HashMap<u64, (Tensor, Instant)>>,
+    held: Mutex<HashMap<u64, Held>>,
     next: AtomicU64,
     max_bytes: usize,
     max_total_bytes: usize,
@@ -39,12 +43,13 @@ impl Uploads {
         self.max_bytes
     }
 
-    /// Holds `t`; returns its name (`tensors/{id}`), or RESOURCE_EXHAUSTED over the total cap.
-    pub fn put(&self, t: Tensor) -> Result<String, GrpcStatus> {
+    /// Holds `t`, sent by `tenant` (`None`: the owner); returns its name (`tensors/{id}`), or
+    /// RESOURCE_EXHAUSTED over the total cap.
+    pub fn put(&self, t: Tensor, tenant: Option<String>) -> Result<String, GrpcStatus> {
         let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
         let now = Instant::now();
-        held.retain(|_, (_, at)| now.duration_since(*at) < TTL);
-        let total: usize = held.values().map(|(t, _)| t.bytes()).sum();
+        held.retain(|_, (_, at, _)| now.duration_since(*at) < TTL);
+        let total: usize = held.values().map(|(t, _, _)| t.bytes()).sum();
         if total + t.bytes() > self.max_total_bytes {
             return Err(GrpcStatus::resource_exhausted(format!(
                 "uploads hold {total} bytes; {} more would pass the {}-byte cap",
@@ -53,12 +58,18 @@ impl Uploads {
             )));
         }
         let id = self.next.fetch_add(1, Ordering::Relaxed);
-        held.insert(id, (t, now));
+        held.insert(id, (t, now, tenant));
         Ok(format!("tensors/{id}"))
     }
 
-    /// Takes the upload `name` (a job input at `field`).
-    pub fn take(&self, field: &str, name: &str) -> Result<Tensor, GrpcStatus> {
+    /// Takes the upload `name` (a job input at `field`) for `tenant` (`None`: the owner, who may
+    /// take any); another tenant's upload is PERMISSION_DENIED and stays held.
+    pub fn take(
+        &self,
+        field: &str,
+        name: &str,
+        tenant: Option<&str>,
+    ) -> Result<Tensor, GrpcStatus> {
         let id = name
             .strip_prefix("tensors/")
             .and_then(|s| s.parse::<u64>().ok())
@@ -68,13 +79,17 @@ impl Uploads {
                     format!("{name:?} is not a tensor name (tensors/{{id}})"),
                 )
             })?;
-        self.held
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&id)
-            .map(|(t, _)| t)
-            .ok_or_else(|| {
-                GrpcStatus::not_found(format!("{field}: {name} not found (expired or used)"))
-            })
+        let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        let Some((_, _, by)) = held.get(&id) else {
+            return Err(GrpcStatus::not_found(format!(
+                "{field}: {name} not found (expired or used)"
+            )));
+        };
+        if tenant.is_some() && by.as_deref() != tenant {
+            return Err(GrpcStatus::permission_denied(format!(
+                "{field}: {name} was uploaded by another tenant"
+            )));
+        }
+        Ok(held.remove(&id).map(|(t, _, _)| t).expect("held"))
     }
 }
