@@ -376,6 +376,12 @@ pub fn load_spec(path: &Path) -> Result<(GpuJob, FileLease)> {
         builtin_kernel(&ty, lr, batch, epochs)
             .ok_or_else(|| r.err("kernel.type", format!("unknown kernel {ty:?}: {KERNELS}")))?
     };
+    let lease = FileLease {
+        tenant: r.str(&doc, "tenant", "tenant")?,
+        price: r.f64(&doc, "price", "price")?,
+        deadline_in: r.f64(&doc, "deadline_in", "deadline_in")?,
+        priority: r.int(&doc, "priority", "priority")?,
+    };
     let files = r.list(
         &doc,
         "inputs",
@@ -391,14 +397,15 @@ pub fn load_spec(path: &Path) -> Result<(GpuJob, FileLease)> {
             .enumerate()
             .map(|(i, p)| read_npy(p).map_err(|e| r.err(&format!("inputs[{i}]"), format!("{e:#}"))))
             .collect::<Result<_>>()?,
-        (None, size) => inputs_of(&kernel, &[], &size.unwrap_or_default())
-            .map_err(|e| r.err("size", format!("{e:#}")))?,
-    };
-    let lease = FileLease {
-        tenant: r.str(&doc, "tenant", "tenant")?,
-        price: r.f64(&doc, "price", "price")?,
-        deadline_in: r.f64(&doc, "deadline_in", "deadline_in")?,
-        priority: r.int(&doc, "priority", "priority")?,
+        (None, Some(size)) => {
+            inputs_of(&kernel, &[], &size).map_err(|e| anyhow!("{}: {e:#}", path.display()))?
+        }
+        (None, None) => {
+            return Err(r.err(
+                "inputs",
+                "required: the input .npy files (or size = [...] for random inputs)",
+            ))
+        }
     };
     Ok((GpuJob { kernel, inputs }, lease))
 }
