@@ -568,8 +568,13 @@ fn progress(j: &pb::Job) -> String {
     }
 }
 
-const TABLE_HEADER: &str =
-    "    ID  STATE      KERNEL       TENANT            UNITS     GPU-S   ENERGY J      EARNED";
+/// The table's header line.
+fn table_header() -> String {
+    format!(
+        "{:>6}  {:<9}  {:<11}  {:<12}  {:>10}  {:>8}  {:>9}  {:>10}",
+        "ID", "STATE", "KERNEL", "TENANT", "UNITS", "GPU-S", "ENERGY J", "EARNED"
+    )
+}
 
 /// One table row.
 fn job_row(j: &pb::Job) -> String {
@@ -947,7 +952,7 @@ pub fn run(action: JobsAction) -> Result<()> {
             let state = state.map_or(0, |s| state_to(s) as i32);
             let mut page_token = String::new();
             if !conn.json {
-                println!("{TABLE_HEADER}");
+                println!("{}", table_header());
             }
             loop {
                 let r = c
