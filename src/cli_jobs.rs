@@ -870,14 +870,6 @@ fn one_line_err(e: impl std::fmt::Display) -> anyhow::Error {
     anyhow!("{}", one_line(&e.to_string()))
 }
 
-/// The lease: the flags, then the job file's fields, then the defaults.
-struct LeaseFlags {
-    tenant: Option<String>,
-    price: Option<f64>,
-    deadline_in: Option<f64>,
-    priority: Option<i32>,
-}
-
 async fn submit(job: GpuJob, lease: Lease, wait: bool, conn: &Conn) -> Result<()> {
     let mut c = conn.jobs().await?;
     let inputs = send_inputs(&mut c, &job.inputs).await?;
@@ -919,23 +911,15 @@ pub fn run(action: JobsAction) -> Result<()> {
             conn,
         } => {
             let (gpu_job, file) = job.load()?;
-            let flags = LeaseFlags {
-                tenant,
-                price,
-                deadline_in,
-                priority,
-            };
-            let deadline_in = flags.deadline_in.or(file.deadline_in);
+            // The lease: the flags, then the job file's keys, then the defaults.
+            let deadline_in = deadline_in.or(file.deadline_in);
             let spec = JobSpec {
                 job: gpu_job,
                 lease: Lease {
-                    tenant: flags
-                        .tenant
-                        .or(file.tenant)
-                        .unwrap_or_else(|| "owner".into()),
-                    price_per_gpu_second: flags.price.or(file.price).unwrap_or(0.0),
+                    tenant: tenant.or(file.tenant).unwrap_or_else(|| "owner".into()),
+                    price_per_gpu_second: price.or(file.price).unwrap_or(0.0),
                     deadline_unix_s: deadline_in.map(|d| now_unix_s() + d),
-                    priority: flags.priority.or(file.priority).unwrap_or(0),
+                    priority: priority.or(file.priority).unwrap_or(0),
                 },
             };
             // Obvious mistakes fail here, before the network: the spec's own checks, and the
@@ -1107,7 +1091,7 @@ mod tests {
         let a = dir.path().join("a.npy");
         std::fs::write(&a, Tensor::new(vec![2, 3], vec![1.0; 6]).unwrap().to_npy()).unwrap();
         std::fs::write(
-            &dir.path().join("b.npy"),
+            dir.path().join("b.npy"),
             Tensor::new(vec![3, 2], vec![2.0; 6]).unwrap().to_npy(),
         )
         .unwrap();

@@ -569,7 +569,7 @@ fn jobs_commands_are_a_grpc_client_of_the_running_daemon() {
     let data = dir.path().join("data");
     let addr = free_addr();
     let url = format!("http://{addr}");
-    let daemon = hearth()
+    let mut daemon = hearth()
         .args([
             "serve",
             "--sim-speed",
@@ -589,7 +589,7 @@ fn jobs_commands_are_a_grpc_client_of_the_running_daemon() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let _kill = KillOnDrop(daemon.id());
+    let kill_guard = KillOnDrop(daemon.id());
     let jobs = |args: &[&str]| {
         run_out(
             hearth()
@@ -786,10 +786,7 @@ fn jobs_commands_are_a_grpc_client_of_the_running_daemon() {
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
     assert!(cancelled.iter().all(|j| j["state"] == "CANCELLED"), "{out}");
-    assert!(
-        cancelled.iter().any(|j| j["id"].to_string() == qid),
-        "{out}"
-    );
+    assert!(cancelled.iter().any(|j| j["id"] == queued["id"]), "{out}");
     let (ok, out, _) = jobs(&["list"]);
     assert!(
         ok && out.lines().count() == 6 && out.contains("acme"),
@@ -818,4 +815,20 @@ fn jobs_commands_are_a_grpc_client_of_the_running_daemon() {
         !ok && err.lines().count() == 1 && err.contains("hearth serve"),
         "{err}"
     );
+    // SIGTERM stops the daemon cleanly.
+    let ok = Command::new("kill")
+        .args(["-TERM", &daemon.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let t0 = std::time::Instant::now();
+    let code = loop {
+        if let Some(c) = daemon.try_wait().unwrap() {
+            break c;
+        }
+        assert!(t0.elapsed().as_secs() < 30, "the daemon did not stop");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert!(code.success(), "{code:?}");
+    std::mem::forget(kill_guard);
 }
