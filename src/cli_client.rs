@@ -1,5 +1,5 @@
-//! The owner's CLI over the daemon's gRPC API: `status`, `setpoint`, `mix`, and `token` (which
-//! works on the data dir's token file).
+//! The owner's CLI over the daemon's gRPC API: `status`, `setpoint`, `mix`, the connection the
+//! `jobs` commands share, and `token` (which works on the data dir's token file).
 
 use std::path::PathBuf;
 
@@ -32,7 +32,11 @@ pub struct Conn {
     pub json: bool,
 }
 
-type Authed = InterceptedService<Channel, Bearer>;
+/// A channel that sends the bearer token.
+pub type Authed = InterceptedService<Channel, Bearer>;
+
+/// A Jobs client over an authenticated channel.
+pub type JobsClient = pb::jobs_client::JobsClient<Authed>;
 
 /// Adds `authorization: Bearer TOKEN` to every call.
 #[derive(Clone)]
@@ -90,6 +94,12 @@ impl Conn {
     pub async fn control(&self) -> Result<pb::control_client::ControlClient<Authed>> {
         let (ch, b) = self.channel().await?;
         Ok(pb::control_client::ControlClient::with_interceptor(ch, b))
+    }
+
+    /// A Jobs client.
+    pub async fn jobs(&self) -> Result<JobsClient> {
+        let (ch, b) = self.channel().await?;
+        Ok(pb::jobs_client::JobsClient::with_interceptor(ch, b))
     }
 }
 
@@ -151,15 +161,26 @@ pub enum TokenAction {
     },
 }
 
-fn rt() -> Result<tokio::runtime::Runtime> {
+/// A single-threaded runtime for one command.
+pub fn rt() -> Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("starting the tokio runtime")
 }
 
-fn grpc(e: tonic::Status) -> anyhow::Error {
-    anyhow::anyhow!("{:?}: {}", e.code(), e.message())
+/// A gRPC status as a one-line error: its code and message.
+pub fn grpc(e: tonic::Status) -> anyhow::Error {
+    anyhow::anyhow!("{:?}: {}", e.code(), one_line(e.message()))
+}
+
+/// A message on one line: its non-blank lines, trimmed, joined by "; ".
+pub fn one_line(s: &str) -> String {
+    s.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 fn print_status(s: &pb::Status, json: bool) -> Result<()> {

@@ -95,7 +95,7 @@ enum Command {
         #[command(subcommand)]
         action: GpuAction,
     },
-    /// Leased jobs in the local data dir: submit, list, get, result (the daemon runs them).
+    /// Leased jobs on the running daemon: submit, list, get, cancel, watch, result.
     Jobs {
         #[command(subcommand)]
         action: cli_jobs::JobsAction,
@@ -1175,6 +1175,7 @@ fn gpu_run(a: GpuRunArgs) -> Result<()> {
     let adapter = gpu.summary.name.clone();
     let runner = GpuRunner::start(gpu, RunnerConfig::default())?;
     runner.set_target(f64::MAX, std::time::Duration::from_secs(86_400));
+    let train = job.kernel.name() == "mlp_train";
     let h = runner.submit(job, None)?;
     let out = match h.outcome.blocking_recv() {
         Ok(JobOutcome::Succeeded(o)) => o,
@@ -1186,7 +1187,7 @@ fn gpu_run(a: GpuRunArgs) -> Result<()> {
     for (i, t) in out.outputs.iter().enumerate() {
         println!("output {i}: shape {:?}", t.shape);
     }
-    if a.job.kernel == "mlp_train" {
+    if train {
         if let Some(loss) = out.outputs.last() {
             let l: Vec<String> = loss.data.iter().map(|v| format!("{v:.4}")).collect();
             println!("loss per epoch: {}", l.join(" "));
@@ -1203,7 +1204,9 @@ fn gpu_run(a: GpuRunArgs) -> Result<()> {
         println!("largest difference from the CPU reference: {diff:e}");
     }
     if let Some(path) = &a.output {
-        cli_jobs::write_outputs(path, &out.outputs)?;
+        for p in cli_jobs::write_outputs(path, &out.outputs)? {
+            println!("wrote {}", p.display());
+        }
     }
     Ok(())
 }

@@ -540,3 +540,295 @@ impl Drop for KillOnDrop {
             .status();
     }
 }
+
+/// Runs a command; returns (success, stdout, stderr).
+fn run_out(cmd: &mut Command) -> (bool, String, String) {
+    let out = cmd.output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The `sha256: ...` line of a command's output.
+fn sha256_line(text: &str) -> String {
+    text.lines()
+        .find_map(|l| l.strip_prefix("sha256: "))
+        .unwrap_or_else(|| panic!("no digest in {text}"))
+        .to_string()
+}
+
+/// `hearth jobs` is a gRPC client of the running daemon (software GPU): submit with flags and with
+/// a job file, wait, list, get, result (digest checked), cancel, watch, a large input sent with
+/// UploadTensor, and one-line errors.
+#[test]
+fn jobs_commands_are_a_grpc_client_of_the_running_daemon() {
+    use hearth::gpu::tensor::Tensor;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let addr = free_addr();
+    let url = format!("http://{addr}");
+    let mut daemon = hearth()
+        .args([
+            "serve",
+            "--sim-speed",
+            "20",
+            "--listen",
+            &addr,
+            "--data-dir",
+        ])
+        .arg(&data)
+        .arg("--metrics-listen")
+        .arg(free_addr())
+        // A cold room: the budget is high; only the GPU and the element take it.
+        .env("HEARTH_SIMULATION__INITIAL_CELSIUS", "15")
+        .env("HEARTH_MINING__ENABLED", "false")
+        .env("HEARTH_GPU__ADAPTER", "software")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let kill_guard = KillOnDrop(daemon.id());
+    let jobs = |args: &[&str]| {
+        run_out(
+            hearth()
+                .arg("jobs")
+                .args(args)
+                .args(["--addr", &url, "--data-dir"])
+                .arg(&data),
+        )
+    };
+    let ok_json = |args: &[&str]| -> serde_json::Value {
+        let (ok, out, err) = jobs(args);
+        assert!(ok, "{args:?}: {err}");
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("{args:?}: {e}: {out}"))
+    };
+    let t0 = std::time::Instant::now();
+    while !jobs(&["list", "--json"]).0 {
+        assert!(t0.elapsed().as_secs() < 60, "the API never answered");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+
+    // The same .npy inputs for the daemon and for a local `hearth gpu run`.
+    let a = dir.path().join("a.npy");
+    let b = dir.path().join("b.npy");
+    let ta = Tensor::new(
+        vec![24, 16],
+        (0..384)
+            .map(|i| ((i * 7) % 13) as f32 * 0.25 - 1.5)
+            .collect(),
+    )
+    .unwrap();
+    let tb = Tensor::new(
+        vec![16, 20],
+        (0..320)
+            .map(|i| ((i * 5) % 11) as f32 * 0.5 - 2.0)
+            .collect(),
+    )
+    .unwrap();
+    std::fs::write(&a, ta.to_npy()).unwrap();
+    std::fs::write(&b, tb.to_npy()).unwrap();
+    let (a_s, b_s) = (a.to_str().unwrap(), b.to_str().unwrap());
+    let (ok, out, err) = run_out(hearth().args([
+        "gpu",
+        "run",
+        "matmul",
+        "--input",
+        a_s,
+        "--input",
+        b_s,
+        "--adapter",
+        "software",
+    ]));
+    assert!(ok, "{err}");
+    let want = sha256_line(&out);
+
+    // Submit and wait: the final job as JSON, with the local run's digest.
+    let j = ok_json(&[
+        "submit", "matmul", "--input", a_s, "--input", b_s, "--price", "0.001", "--wait", "--json",
+    ]);
+    assert_eq!(j["state"], "SUCCEEDED", "{j}");
+    assert_eq!(j["result_digest"].as_str(), Some(want.as_str()), "{j}");
+    assert_eq!(
+        (j["kernel"].as_str(), j["tenant"].as_str()),
+        (Some("matmul"), Some("owner"))
+    );
+    assert!(j["gpu_seconds"].as_f64().unwrap() > 0.0, "{j}");
+    let id = j["id"].as_u64().unwrap();
+    assert_eq!(j["name"], format!("jobs/{id}"));
+
+    // get, by either form of the id.
+    for form in [id.to_string(), format!("jobs/{id}")] {
+        let g = ok_json(&["get", &form, "--json"]);
+        assert_eq!(
+            (g["id"].as_u64(), &g["result_digest"]),
+            (Some(id), &j["result_digest"])
+        );
+    }
+    let (ok, out, _) = jobs(&["get", &id.to_string()]);
+    assert!(
+        ok && out.contains("SUCCEEDED") && sha256_line(&out) == want,
+        "{out}"
+    );
+
+    // result: the outputs as .npy; the printed digest is the job's.
+    let res = dir.path().join("results");
+    let (ok, out, err) = jobs(&["result", &id.to_string(), "--out", res.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    assert_eq!(sha256_line(&out), want);
+    let c = Tensor::from_npy(&std::fs::read(res.join(format!("job-{id}.npy"))).unwrap()).unwrap();
+    assert_eq!(c.shape, vec![24, 20]);
+    assert_eq!(hearth::gpu::tensor::digest(&[c]), want);
+
+    // A job file with the same inputs, relative to the file, and a lease.
+    let spec = dir.path().join("job.toml");
+    std::fs::write(
+        &spec,
+        "kernel = \"matmul\"\ninputs = [\"a.npy\", \"b.npy\"]\ntenant = \"acme\"\nprice = 0.002\npriority = 3\n",
+    )
+    .unwrap();
+    let s = ok_json(&[
+        "submit",
+        "--spec",
+        spec.to_str().unwrap(),
+        "--wait",
+        "--json",
+    ]);
+    assert_eq!(s["state"], "SUCCEEDED", "{s}");
+    assert_eq!(s["result_digest"].as_str(), Some(want.as_str()));
+    assert_eq!(
+        (s["tenant"].as_str(), s["priority"].as_i64()),
+        (Some("acme"), Some(3))
+    );
+    // A bad key in the file: a one-line error naming it, before the network.
+    std::fs::write(&spec, "[kernel]\ntype = \"mlp_train\"\nlrr = 0.1\n").unwrap();
+    let (ok, _, err) = jobs(&["submit", "--spec", spec.to_str().unwrap()]);
+    assert!(
+        !ok && err.lines().count() == 1 && err.contains("kernel.lrr"),
+        "{err}"
+    );
+
+    // An input over the 4 MiB inline limit goes up with UploadTensor; its result comes back in
+    // several chunks. relu is exact, so the digest is known.
+    let big = Tensor::new(
+        vec![1_100_000],
+        (0..1_100_000).map(|i| (i % 17) as f32 - 8.0).collect(),
+    )
+    .unwrap();
+    let relu = Tensor::new(
+        big.shape.clone(),
+        big.data.iter().map(|v| v.max(0.0)).collect(),
+    )
+    .unwrap();
+    let big_path = dir.path().join("big.npy");
+    std::fs::write(&big_path, big.to_npy()).unwrap();
+    let r = ok_json(&[
+        "submit",
+        "relu",
+        "--input",
+        big_path.to_str().unwrap(),
+        "--wait",
+        "--json",
+    ]);
+    assert_eq!(r["state"], "SUCCEEDED", "{r}");
+    let relu_digest = hearth::gpu::tensor::digest(std::slice::from_ref(&relu));
+    assert_eq!(r["result_digest"].as_str(), Some(relu_digest.as_str()));
+    let rid = r["id"].as_u64().unwrap().to_string();
+    let (ok, out, err) = jobs(&["result", &rid, "--out", res.to_str().unwrap()]);
+    assert!(ok && sha256_line(&out) == relu_digest, "{out}{err}");
+    let back =
+        Tensor::from_npy(&std::fs::read(res.join(format!("job-{rid}.npy"))).unwrap()).unwrap();
+    assert_eq!(back, relu);
+
+    // A local mistake fails before the network, on one line.
+    let (ok, _, err) = jobs(&["submit", "matmul", "--input", a_s, "--input", a_s]);
+    assert!(!ok && err.lines().count() == 1, "{err}");
+
+    // Cancel a job queued behind a long one; watching it then fails with one line.
+    let long = ok_json(&[
+        "submit",
+        "mlp_train",
+        "--size",
+        "4096,32,64,4",
+        "--epochs",
+        "400",
+        "--json",
+    ]);
+    let queued = ok_json(&["submit", "matmul", "--size", "8,8,8", "--json"]);
+    let qid = queued["id"].as_u64().unwrap().to_string();
+    let c = ok_json(&["cancel", &qid, "--json"]);
+    assert_eq!(c["state"], "CANCELLED", "{c}");
+    let (ok, out, err) = jobs(&["watch", &qid, "--json"]);
+    assert!(
+        !ok && err.lines().count() == 1 && err.contains("CANCELLED"),
+        "{err}"
+    );
+    let w: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(w["state"], "CANCELLED");
+    let (ok, _, err) = jobs(&["cancel", &long["id"].as_u64().unwrap().to_string()]);
+    assert!(ok, "{err}");
+
+    // list pages through every job; --state filters.
+    let (ok, out, err) = jobs(&["list", "--json"]);
+    assert!(ok, "{err}");
+    let all: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let ids: Vec<u64> = all.iter().map(|j| j["id"].as_u64().unwrap()).collect();
+    assert_eq!(ids, (1..=5).collect::<Vec<u64>>(), "{out}");
+    assert_eq!(all[0]["result_digest"].as_str(), Some(want.as_str()));
+    let (ok, out, _) = jobs(&["list", "--state", "cancelled", "--json"]);
+    assert!(ok);
+    let cancelled: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(cancelled.iter().all(|j| j["state"] == "CANCELLED"), "{out}");
+    assert!(cancelled.iter().any(|j| j["id"] == queued["id"]), "{out}");
+    let (ok, out, _) = jobs(&["list"]);
+    assert!(
+        ok && out.lines().count() == 6 && out.contains("acme"),
+        "{out}"
+    );
+
+    // A job that does not exist: a one-line NotFound.
+    let (ok, _, err) = jobs(&["get", "999999"]);
+    assert!(
+        !ok && err.lines().count() == 1 && err.contains("NotFound") && err.contains("jobs/999999"),
+        "{err}"
+    );
+    // No daemon at the address: a one-line error that says how to start it.
+    let (ok, _, err) = run_out(
+        hearth()
+            .args([
+                "jobs",
+                "list",
+                "--addr",
+                &format!("http://{}", free_addr()),
+                "--data-dir",
+            ])
+            .arg(&data),
+    );
+    assert!(
+        !ok && err.lines().count() == 1 && err.contains("hearth serve"),
+        "{err}"
+    );
+    // SIGTERM stops the daemon cleanly.
+    let ok = Command::new("kill")
+        .args(["-TERM", &daemon.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let t0 = std::time::Instant::now();
+    let code = loop {
+        if let Some(c) = daemon.try_wait().unwrap() {
+            break c;
+        }
+        assert!(t0.elapsed().as_secs() < 30, "the daemon did not stop");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert!(code.success(), "{code:?}");
+    std::mem::forget(kill_guard);
+}

@@ -1,6 +1,6 @@
-//! Accepted jobs survive `kill -9` of the real daemon: start `hearth serve`, submit jobs with
-//! `hearth jobs submit`, kill the daemon while a job is mid-run, start it again, and every job
-//! finishes with the digest of an uninterrupted `hearth gpu run` of the same job.
+//! Accepted jobs survive `kill -9` of the real daemon: start `hearth serve`, submit jobs over
+//! gRPC with `hearth jobs submit --addr`, kill the daemon while a job is mid-run, start it again,
+//! and every job finishes with the digest of an uninterrupted `hearth gpu run` of the same job.
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -22,16 +22,9 @@ impl Drop for Daemon {
     }
 }
 
-fn serve(dir: &Path) -> Daemon {
+fn serve(dir: &Path, addr: &str) -> Daemon {
     let child = hearth()
-        .args([
-            "serve",
-            "--sim-speed",
-            "20",
-            "--listen",
-            "127.0.0.1:0",
-            "--data-dir",
-        ])
+        .args(["serve", "--sim-speed", "20", "--listen", addr, "--data-dir"])
         .arg(dir)
         .arg("--metrics-listen")
         .arg(free_addr())
@@ -55,11 +48,12 @@ const JOBS: [&[&str]; 3] = [
     &["softmax", "--size", "64,1000"],
 ];
 
-fn submit(dir: &Path, args: &[&str]) -> JobId {
+/// Submits over gRPC to the daemon at `url`; the owner token is in `dir`.
+fn submit(dir: &Path, url: &str, args: &[&str]) -> JobId {
     let out = hearth()
         .args(["jobs", "submit"])
         .args(args)
-        .args(["--price", "0.002", "--json", "--data-dir"])
+        .args(["--price", "0.002", "--json", "--addr", url, "--data-dir"])
         .arg(dir)
         .output()
         .unwrap();
@@ -104,8 +98,20 @@ fn wait_until(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
 fn accepted_jobs_survive_kill_9_and_finish_with_the_uninterrupted_digest() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let first = serve(d);
-    let ids: Vec<JobId> = JOBS.iter().map(|a| submit(d, a)).collect();
+    let addr = free_addr();
+    let url = format!("http://{addr}");
+    let first = serve(d, &addr);
+    // The API answers once the daemon is up.
+    wait_until("the API", Duration::from_secs(60), || {
+        hearth()
+            .args(["jobs", "list", "--json", "--addr", &url, "--data-dir"])
+            .arg(d)
+            .output()
+            .unwrap()
+            .status
+            .success()
+    });
+    let ids: Vec<JobId> = JOBS.iter().map(|a| submit(d, &url, a)).collect();
     let store = JobStore::open(d, StoreLimits::default()).unwrap();
 
     // Kill the daemon once the long job is on the GPU and has a stored checkpoint.
@@ -123,7 +129,7 @@ fn accepted_jobs_survive_kill_9_and_finish_with_the_uninterrupted_digest() {
     let cp_done = store.checkpoint(train).unwrap().unwrap().done;
     assert!(cp_done > 0);
 
-    let mut second = serve(d);
+    let mut second = serve(d, &free_addr());
     wait_until("every job to finish", Duration::from_secs(180), || {
         ids.iter()
             .all(|&id| store.get(id).unwrap().state.is_terminal())
