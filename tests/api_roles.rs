@@ -1328,3 +1328,81 @@ async fn metrics_agree_with_get_status_over_grpc() {
     exporter.await.unwrap();
     api.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_over_the_in_flight_cap_get_resource_exhausted_and_are_served_after() {
+    let api = Api::start(|_| {}, |a| a.max_in_flight = 1).await;
+    let ch = api.channel().await;
+    let control = ControlClient::new(ch.clone());
+    let jobs = JobsClient::new(ch.clone());
+    // An upload holds its call open (and its permit) until the client ends the stream.
+    let (tx, rx) = tokio::sync::mpsc::channel::<pb::UploadTensorRequest>(4);
+    tx.send(pb::UploadTensorRequest {
+        shape: vec![4],
+        data: 1f32.to_le_bytes().repeat(2),
+    })
+    .await
+    .unwrap();
+    let owner = api.owner.clone();
+    let open = {
+        let jobs = jobs.clone();
+        tokio::spawn(async move {
+            jobs.clone()
+                .upload_tensor(req(
+                    tokio_stream::wrappers::ReceiverStream::new(rx),
+                    Some(&owner),
+                ))
+                .await
+                .map(|r| r.into_inner())
+        })
+    };
+    // Once the upload is being served, every other call is shed at once, health checks too.
+    let shed = poll("the cap to be reached", || {
+        let control = control.clone();
+        let owner = api.owner.clone();
+        async move {
+            match control
+                .clone()
+                .get_status(req(pb::GetStatusRequest {}, Some(&owner)))
+                .await
+            {
+                Err(s) if s.code() == Code::ResourceExhausted => Some(s),
+                _ => None,
+            }
+        }
+    })
+    .await;
+    assert!(shed.message().contains("max-in-flight"), "{shed:?}");
+    let health = tonic_health::pb::health_client::HealthClient::new(ch.clone())
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: String::new(),
+        })
+        .await;
+    assert_status(health, Code::ResourceExhausted, "1 calls in flight");
+    assert_status(
+        jobs.clone()
+            .submit_job(req(tiny_job("acme"), Some(&api.owner)))
+            .await,
+        Code::ResourceExhausted,
+        "busy",
+    );
+    // The held call completes normally, and the next calls are served.
+    tx.send(pb::UploadTensorRequest {
+        shape: Vec::new(),
+        data: 2f32.to_le_bytes().repeat(2),
+    })
+    .await
+    .unwrap();
+    drop(tx);
+    let uploaded = open.await.unwrap().unwrap();
+    assert_eq!(uploaded.bytes, 16);
+    status(&control, &api.owner).await;
+    let job = jobs
+        .clone()
+        .submit_job(req(tiny_job("acme"), Some(&api.owner)))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(job.state, pb::JobState::Queued as i32);
+    api.stop().await;
+}
