@@ -76,6 +76,9 @@ fn account_of(u: Usage) -> JobAccount {
     }
 }
 
+/// The shortest time between two reads of the queue when woken by submits and cancels.
+const MIN_REFRESH: Duration = Duration::from_millis(100);
+
 /// Timing of the executor.
 #[derive(Debug, Clone, Copy)]
 pub struct ExecutorConfig {
@@ -215,10 +218,20 @@ impl Executor {
         poll.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut persist = tokio::time::interval(cfg.persist_every);
         persist.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut last = tokio::time::Instant::now();
         loop {
             tokio::select! {
-                _ = poll.tick() => self.refresh().await,
-                _ = notify.notified() => self.refresh().await,
+                _ = poll.tick() => {
+                    self.refresh().await;
+                    last = tokio::time::Instant::now();
+                }
+                _ = notify.notified() => {
+                    // A burst of submits wakes this many times; one read of the queue per
+                    // MIN_REFRESH serves them all.
+                    tokio::time::sleep_until(last + MIN_REFRESH).await;
+                    self.refresh().await;
+                    last = tokio::time::Instant::now();
+                }
                 Some(ev) = events.recv() => self.on_event(ev).await,
                 _ = persist.tick() => self.persist().await,
                 _ = shutdown.changed() => break,

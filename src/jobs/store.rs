@@ -227,6 +227,9 @@ pub struct ListFilter {
 #[derive(Debug)]
 pub struct JobStore {
     conn: Mutex<Connection>,
+    /// A second connection for reads that need not see this process's uncommitted writes: in
+    /// WAL mode it reads the last commit without waiting for the writer (the group commit).
+    reader: Mutex<Connection>,
     results: PathBuf,
     limits: StoreLimits,
 }
@@ -522,8 +525,11 @@ impl JobStore {
                 other => break other?,
             }
         };
+        let reader = Connection::open(dir.join(DB_FILE))?;
+        reader.busy_timeout(OPEN_BUSY_LIMIT)?;
         Ok(JobStore {
             conn: Mutex::new(conn),
+            reader: Mutex::new(reader),
             results,
             limits,
         })
@@ -570,6 +576,11 @@ impl JobStore {
     /// transaction when its `Transaction` is dropped during the unwind).
     fn conn(&self) -> MutexGuard<'_, Connection> {
         self.conn.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The read connection (each statement sees the last commit).
+    fn reader(&self) -> MutexGuard<'_, Connection> {
+        self.reader.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The limits in force.
@@ -721,7 +732,7 @@ impl JobStore {
 
     /// The job's record (without input data).
     pub fn get(&self, id: JobId) -> Result<JobRecord, StoreError> {
-        let conn = self.conn();
+        let conn = self.reader();
         let raw = conn
             .query_row(
                 &format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?1"),
@@ -794,7 +805,7 @@ impl JobStore {
         }
         args.push(Box::new(size + 1));
         sql += &format!(" ORDER BY id LIMIT ?{}", args.len());
-        let conn = self.conn();
+        let conn = self.reader();
         let mut st = conn.prepare(&sql)?;
         let raws = st
             .query_map(rusqlite::params_from_iter(args.iter()), record_from_row)?
@@ -833,7 +844,7 @@ impl JobStore {
 
     /// The job's recorded state changes, oldest first (the first is its submission).
     pub fn transitions(&self, id: JobId) -> Result<Vec<Transition>, StoreError> {
-        let conn = self.conn();
+        let conn = self.reader();
         let _ = current_state(&conn, id)?;
         let mut st = conn.prepare(
             "SELECT from_state, to_state, reason, at_unix_s FROM transitions \
@@ -1070,7 +1081,7 @@ impl JobStore {
     /// Every live (QUEUED, RUNNING, PAUSED) job with what ordering needs, its state and usage,
     /// in queue order.
     pub fn live(&self) -> Result<Vec<LiveJob>, StoreError> {
-        let conn = self.conn();
+        let conn = self.reader();
         let mut st = conn.prepare_cached(&format!(
             "SELECT id, deadline_unix_s, priority, price_per_gpu_second, state, gpu_seconds, \
              joules, earned FROM jobs WHERE state IN {LIVE_STATES} ORDER BY id"
@@ -1107,7 +1118,7 @@ impl JobStore {
 
     /// How many jobs are in each state, every state present (0 if none), in lifecycle order.
     pub fn count_by_state(&self) -> Result<Vec<(JobState, u64)>, StoreError> {
-        let conn = self.conn();
+        let conn = self.reader();
         let mut st = conn.prepare_cached("SELECT state, COUNT(*) FROM jobs GROUP BY state")?;
         let rows = st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
         let mut counts: Vec<(JobState, u64)> = JobState::ALL.iter().map(|&s| (s, 0)).collect();
