@@ -832,3 +832,31 @@ fn jobs_commands_are_a_grpc_client_of_the_running_daemon() {
     assert!(code.success(), "{code:?}");
     std::mem::forget(kill_guard);
 }
+
+#[test]
+fn bench_api_reports_both_loads_and_every_acknowledged_submit_survives_kill_9() {
+    for sync in ["normal", "full"] {
+        let v = json_of(hearth().args([
+            "bench",
+            "api",
+            "--clients",
+            "4",
+            "--jobs",
+            "150",
+            "--sync",
+            sync,
+            "--json",
+        ]));
+        assert_eq!(v["submit"]["calls"], 150, "{v}");
+        assert_eq!(v["health"]["calls"], 150, "{v}");
+        // The bench itself fails unless the store holds every acknowledged job after SIGKILL.
+        assert_eq!(v["found_after_kill"], 150, "{v}");
+        assert_eq!(v["sync"], sync, "{v}");
+        let ratio = v["ratio"].as_f64().unwrap();
+        let expect = v["submit"]["per_second"].as_f64().unwrap()
+            / v["health"]["per_second"].as_f64().unwrap();
+        assert!((ratio - expect).abs() < 1e-9, "{v}");
+        assert!(v["submit"]["p50_ms"].as_f64().unwrap() <= v["submit"]["p99_ms"].as_f64().unwrap());
+        assert!(v["rss_peak_mib"].as_f64().unwrap() > 0.0, "{v}");
+    }
+}
