@@ -27,7 +27,7 @@ use tonic_health::pb::HealthCheckRequest;
 #[derive(clap::Args)]
 pub struct ApiBenchArgs {
     /// Concurrent clients, each on its own connection with one call in flight.
-    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     clients: u32,
     /// Calls of each kind (submits, and health checks for the baseline).
     #[arg(long, default_value_t = 20_000, value_parser = clap::value_parser!(u32).range(1..=10_000_000))]
