@@ -33,7 +33,7 @@ pub struct ApiBenchArgs {
     #[arg(long, default_value_t = 20_000, value_parser = clap::value_parser!(u32).range(1..=10_000_000))]
     jobs: u32,
     /// The store's sync mode: normal (survives kill -9) or full (fsync; survives power loss).
-    #[arg(long, default_value = "normal", value_parser = parse_sync)]
+    #[arg(long, default_value = "normal")]
     sync: SyncMode,
     /// The daemon's `--max-in-flight`.
     #[arg(long, default_value_t = hearth::api::DEFAULT_MAX_IN_FLIGHT)]
@@ -41,14 +41,6 @@ pub struct ApiBenchArgs {
     /// Machine-readable output.
     #[arg(long)]
     json: bool,
-}
-
-fn parse_sync(s: &str) -> Result<SyncMode, String> {
-    match s {
-        "normal" => Ok(SyncMode::Normal),
-        "full" => Ok(SyncMode::Full),
-        _ => Err(format!("{s:?}: normal or full")),
-    }
 }
 
 /// One kind of call under load.
@@ -135,10 +127,7 @@ fn percentile(sorted: &[f64], q: f64) -> f64 {
 async fn start_daemon(scratch: &mut Scratch, args: &ApiBenchArgs) -> Result<(String, String)> {
     let data = scratch.dir.join("data");
     std::fs::create_dir_all(&data)?;
-    let sync = match args.sync {
-        SyncMode::Normal => "normal",
-        SyncMode::Full => "full",
-    };
+    let sync = args.sync.as_str();
     let cfg = scratch.dir.join("bench.toml");
     std::fs::write(
         &cfg,
@@ -415,10 +404,7 @@ pub fn run(args: ApiBenchArgs) -> Result<()> {
     println!(
         "{} clients (one connection each, one call in flight), sync = {}, max in flight {}",
         r.clients,
-        match r.sync {
-            SyncMode::Normal => "normal",
-            SyncMode::Full => "full",
-        },
+        r.sync.as_str(),
         r.max_in_flight
     );
     println!(

@@ -148,12 +148,31 @@ pub enum SyncMode {
 }
 
 impl SyncMode {
+    /// The name in config files and on the command line (`normal`, `full`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SyncMode::Normal => "normal",
+            SyncMode::Full => "full",
+        }
+    }
+
     /// The `PRAGMA synchronous` value.
     fn pragma(self) -> &'static str {
         match self {
             SyncMode::Normal => "NORMAL",
             SyncMode::Full => "FULL",
         }
+    }
+}
+
+impl std::str::FromStr for SyncMode {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        [SyncMode::Normal, SyncMode::Full]
+            .into_iter()
+            .find(|m| m.as_str() == s)
+            .ok_or_else(|| format!("{s:?}: normal or full"))
     }
 }
 
