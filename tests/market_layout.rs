@@ -76,7 +76,8 @@ impl NatsServer {
         let client = async_nats::connect(&self.url).await.unwrap();
         let js = jetstream::new(client);
         let t0 = Instant::now();
-        while js.query_account().await.is_err() {
+        while let Err(e) = js.query_account().await {
+            eprintln!("query_account: {e:?}");
             assert!(
                 t0.elapsed() < Duration::from_secs(10),
                 "JetStream not ready"

@@ -64,7 +64,7 @@ impl Default for LayoutConfig {
 }
 
 /// Handles to the market's streams and stores.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Layout {
     /// [`JOBS_STREAM`].
     pub jobs: Stream,
@@ -74,6 +74,17 @@ pub struct Layout {
     pub devices: kv::Store,
     /// [`BLOBS_BUCKET`].
     pub blobs: ObjectStore,
+}
+
+impl std::fmt::Debug for Layout {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Layout")
+            .field("jobs", &JOBS_STREAM)
+            .field("events", &EVENTS_STREAM)
+            .field("devices", &DEVICES_BUCKET)
+            .field("blobs", &BLOBS_BUCKET)
+            .finish()
+    }
 }
 
 /// Why the market cannot be used.
