@@ -8,6 +8,7 @@ pub mod config;
 pub mod daemon;
 pub mod gpu;
 pub mod jobs;
+pub mod market;
 pub mod mining;
 pub mod power;
 pub mod sched;
