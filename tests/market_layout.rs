@@ -76,13 +76,23 @@ impl NatsServer {
         let client = async_nats::connect(&self.url).await.unwrap();
         let js = jetstream::new(client);
         let t0 = Instant::now();
-        while let Err(e) = js.query_account().await {
-            eprintln!("query_account: {e:?}");
-            assert!(
-                t0.elapsed() < Duration::from_secs(10),
-                "JetStream not ready"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
+        // JetStream answers once it is up: "stream not found" is an answer.
+        loop {
+            match js.get_stream("READY_PROBE").await {
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        jetstream::context::GetStreamErrorKind::JetStream(_)
+                    ) =>
+                {
+                    break
+                }
+                Ok(_) => break,
+                Err(_) => {
+                    assert!(t0.elapsed() < Duration::from_secs(10), "JetStream not ready");
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
         }
         js
     }
@@ -160,9 +170,9 @@ async fn layout_is_created_then_left_alone() {
     assert_eq!(
         names,
         vec![
+            format!("KV_{DEVICES_BUCKET}"),
             EVENTS_STREAM.to_string(),
             JOBS_STREAM.to_string(),
-            format!("KV_{DEVICES_BUCKET}"),
             format!("OBJ_{BLOBS_BUCKET}"),
         ]
     );

@@ -319,13 +319,20 @@ pub async fn ensure_layout(
         per_subject: Some(1),
     };
     ensure(js, &devices, || async move {
-        js.create_key_value(kv::Config {
-            bucket: DEVICES_BUCKET.into(),
-            description: "hearth market: device heartbeats".into(),
-            history: 1,
+        // The bucket's stream, as `create_key_value` would make it. That call first asks for the
+        // account's limits, a reply async-nats 0.51 cannot parse from nats-server 2.9 (Debian's).
+        js.create_stream(stream::Config {
+            name: format!("KV_{DEVICES_BUCKET}"),
+            description: Some("hearth market: device heartbeats".into()),
+            subjects: vec![format!("$KV.{DEVICES_BUCKET}.>")],
+            max_messages_per_subject: 1,
             max_age: cfg.device_ttl,
             storage: StorageType::File,
             num_replicas: r,
+            allow_rollup: true,
+            deny_delete: true,
+            allow_direct: true,
+            discard: stream::DiscardPolicy::New,
             ..Default::default()
         })
         .await
