@@ -391,6 +391,8 @@ pub struct Config {
     pub jobs: JobsConfig,
     /// The metrics endpoint.
     pub telemetry: TelemetryConfig,
+    /// The compute marketplace.
+    pub market: crate::market::MarketConfig,
 }
 
 /// The Prometheus metrics endpoint (see [`crate::telemetry`]).
@@ -708,6 +710,15 @@ impl Config {
             return bad(
                 "telemetry.metrics_listen",
                 "must name a port (0 would pick a random one no scraper can find)".into(),
+            );
+        }
+        if let Err((key, msg)) = self.market.validate() {
+            return bad(&format!("market.{key}"), msg);
+        }
+        if self.market.enabled && !self.gpu.enabled {
+            return bad(
+                "market.enabled",
+                "the market runs jobs on the GPU: set gpu.enabled = true".into(),
             );
         }
         if let Err((key, msg)) = self.gpu.runner.validate() {

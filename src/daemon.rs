@@ -30,6 +30,11 @@ use crate::gpu::device::Gpu;
 use crate::gpu::runner::{GpuRunner, RunnerStatus};
 use crate::jobs::executor::{self, ExecutorConfig, ExecutorHandle};
 use crate::jobs::{GroupCommit, JobId, JobRecord, JobSpec, JobStore, StoreError};
+use crate::market::{
+    self,
+    device::{Compute, Demand, MarketStatus},
+    receipt::DeviceKey,
+};
 use crate::mining::engine::{MiningEngine, MiningStatus};
 use crate::mining::stratum::client::{ClientConfig, Endpoint};
 use crate::mining::stratum::pool::LocalPool;
@@ -62,6 +67,9 @@ pub enum DaemonError {
     /// Mining could not start.
     #[error("mining: {0}")]
     Mining(String),
+    /// The market device could not start (its key).
+    #[error("market: {0}")]
+    Market(String),
     /// The job store could not be opened or written.
     #[error("job store: {0}")]
     Store(#[from] StoreError),
@@ -144,6 +152,9 @@ pub struct Status {
     pub gpu: Option<GpuState>,
     /// The budget split: mix, targets, unmet watts, actual power, queue and accounts.
     pub sched: SchedStatus,
+    /// The compute marketplace, when this heater has joined one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub market: Option<MarketStatus>,
     /// Wall-clock compute time of the control tick that made this snapshot, seconds.
     pub tick_seconds_spent: f64,
 }
@@ -508,6 +519,32 @@ pub async fn spawn(cfg: Config, clock: Clock) -> Result<DaemonHandle, DaemonErro
         workloads.resistive = Some(element);
     }
 
+    let market = match (&gpu, cfg.market.enabled) {
+        (Some(runner), true) => {
+            let key_path = cfg.market.key_path(&cfg.jobs.resolved_data_dir()?);
+            let key = DeviceKey::load_or_create(&key_path)
+                .map_err(|e| DaemonError::Market(e.to_string()))?;
+            tracing::info!(device = %key.device_id(), url = %cfg.market.url, "joining the market");
+            let (demand_tx, demand_rx) = watch::channel(Demand::default());
+            let compute: Arc<dyn Compute> = runner.clone();
+            let handle = market::device::spawn(
+                cfg.market.device(),
+                key,
+                compute,
+                demand_rx,
+                shutdown_rx.clone(),
+            );
+            let status = handle.status.clone();
+            tasks.push(tokio::spawn(handle.join()));
+            Some((demand_tx, status))
+        }
+        (None, true) => {
+            tracing::error!("the market needs the GPU, which is unavailable; not joining");
+            None
+        }
+        _ => None,
+    };
+
     let executor = executor::spawn(
         store.clone(),
         gpu.clone(),
@@ -569,6 +606,9 @@ pub async fn spawn(cfg: Config, clock: Clock) -> Result<DaemonHandle, DaemonErro
         value_per_share: cfg.sched.value_per_share(),
         deadline_margin: cfg.sched.deadline_margin,
         max_gap_seconds: f64::from(cfg.safety.deadman_ticks.max(3)) * cfg.control.tick_seconds,
+        market_value_per_joule: market
+            .is_some()
+            .then(|| cfg.market.price_floor / cfg.gpu.runner.max_watts.max(1.0)),
     };
     let control = ControlLoop {
         controller: Controller::new(cfg.controller.clone(), cfg.heater.max_watts, estimator),
@@ -588,6 +628,7 @@ pub async fn spawn(cfg: Config, clock: Clock) -> Result<DaemonHandle, DaemonErro
         mining_rx,
         gpu_rx,
         queue_rx: executor.summary.clone(),
+        market,
         last_outdoor: None,
     };
     tasks.push(tokio::spawn(control.run(cmd_rx, shutdown_rx)));
@@ -797,6 +838,8 @@ struct ControlLoop {
     mining_rx: Option<watch::Receiver<MiningStatus>>,
     gpu_rx: Option<watch::Receiver<GpuState>>,
     queue_rx: watch::Receiver<QueueSummary>,
+    /// The market task's demand input and status, when on a market.
+    market: Option<(watch::Sender<Demand>, watch::Receiver<MarketStatus>)>,
     last_outdoor: Option<f64>,
 }
 
@@ -943,12 +986,27 @@ impl ControlLoop {
         };
         self.target_tx.send_replace(budget_target);
         let mining = self.mining_rx.as_ref().map(|m| m.borrow().clone());
-        let queue = self.queue_rx.borrow().clone();
+        let mut queue = self.queue_rx.borrow().clone();
+        let market = self.market.as_ref().map(|(_, m)| m.borrow().clone());
+        if let Some(m) = market.as_ref().filter(|m| m.job.is_some()) {
+            // The market job on the GPU is worth its price, like a local one.
+            queue.best_price_per_gpu_second = queue.best_price_per_gpu_second.max(m.job_price);
+        }
         let (targets, sched) = self
             .scheduler
             .tick(now, budget_target, &queue, mining.as_ref());
         self.targets_tx.send_replace(targets);
         self.accounts_tx.send_replace(sched.accounts.clone());
+        if let Some((demand, _)) = &self.market {
+            let spare = if verdict.tripped {
+                0.0
+            } else {
+                sched.market_headroom_watts
+            };
+            demand.send_replace(Demand {
+                spare_gpu_watts: spare,
+            });
+        }
         let next: Option<NextSetpoint> = plan.next;
         Status {
             tick,
@@ -969,6 +1027,7 @@ impl ControlLoop {
             mining,
             gpu: self.gpu_rx.as_ref().map(|g| g.borrow().clone()),
             sched,
+            market,
             // Measured by the caller around this call.
             tick_seconds_spent: 0.0,
         }

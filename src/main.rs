@@ -8,6 +8,7 @@ use tracing_subscriber::EnvFilter;
 mod bench_api;
 mod cli_client;
 mod cli_jobs;
+mod cli_market;
 
 use hearth::clock::Clock;
 use hearth::config::{apply_assignments, Config};
@@ -99,6 +100,11 @@ enum Command {
     Jobs {
         #[command(subcommand)]
         action: cli_jobs::JobsAction,
+    },
+    /// The compute marketplace, as a tenant: submit, status, result, devices.
+    Market {
+        #[command(subcommand)]
+        action: cli_market::MarketAction,
     },
     /// Measure performance.
     Bench {
@@ -313,6 +319,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Pool(args) => run_pool(args),
         Command::Gpu { action } => gpu_cmd(action),
         Command::Jobs { action } => cli_jobs::run(action),
+        Command::Market { action } => cli_market::run(action),
     }
 }
 

@@ -89,7 +89,10 @@ impl NatsServer {
                 }
                 Ok(_) => break,
                 Err(_) => {
-                    assert!(t0.elapsed() < Duration::from_secs(10), "JetStream not ready");
+                    assert!(
+                        t0.elapsed() < Duration::from_secs(10),
+                        "JetStream not ready"
+                    );
                     tokio::time::sleep(Duration::from_millis(20)).await;
                 }
             }
@@ -100,6 +103,9 @@ impl NatsServer {
 
 fn offer() -> MarketOffer {
     MarketOffer {
+        job_id: "job-1".into(),
+        replica: 0,
+        stored_inputs: None,
         spec: JobSpec {
             job: GpuJob {
                 kernel: KernelSpec::Matmul,

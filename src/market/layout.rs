@@ -10,7 +10,9 @@
 use std::time::Duration;
 
 use async_nats::jetstream::{
-    self, kv,
+    self,
+    consumer::{pull, AckPolicy, PullConsumer},
+    kv,
     object_store::{self, ObjectStore},
     stream::{self, RetentionPolicy, StorageType, Stream},
 };
@@ -104,6 +106,23 @@ pub enum MarketError {
         /// What the market needs.
         want: String,
     },
+    /// An offer field is invalid.
+    #[error("offer {0}")]
+    Offer(crate::jobs::SpecError),
+    /// A result or receipt does not hold up.
+    #[error("job {job}: verification failed: {msg}")]
+    Verify {
+        /// The job.
+        job: String,
+        /// What does not hold.
+        msg: String,
+    },
+    /// Nothing there yet.
+    #[error("{0}")]
+    NotFound(String),
+    /// Waited too long.
+    #[error("{0}")]
+    Timeout(String),
     /// The layout config itself is unusable.
     #[error("layout config: {0}")]
     Config(String),
@@ -385,4 +404,35 @@ pub async fn ensure_layout(
             .await
             .map_err(|e| js_err(format!("opening object store {BLOBS_BUCKET}"))(e.into()))?,
     })
+}
+
+/// The durable pull consumer every heater shares: each offer goes to one of them at a time.
+pub const HEATERS_CONSUMER: &str = "heaters";
+
+/// The shared consumer of offers, created if missing. Its ack wait is set by whoever creates
+/// it first; a heater with another setting uses the existing one and says so.
+pub async fn ensure_consumer(
+    jobs: &Stream,
+    ack_wait: Duration,
+) -> Result<PullConsumer, MarketError> {
+    let consumer: PullConsumer = jobs
+        .get_or_create_consumer(
+            HEATERS_CONSUMER,
+            pull::Config {
+                durable_name: Some(HEATERS_CONSUMER.into()),
+                description: Some("hearth market: heaters with heat to spend".into()),
+                ack_policy: AckPolicy::Explicit,
+                ack_wait,
+                max_ack_pending: 100_000,
+                max_deliver: -1,
+                ..Default::default()
+            },
+        )
+        .await
+        .map_err(|e| js_err(format!("opening consumer {HEATERS_CONSUMER}"))(e.into()))?;
+    let got = consumer.cached_info().config.ack_wait;
+    if got != ack_wait {
+        tracing::warn!(consumer = HEATERS_CONSUMER, ?got, want = ?ack_wait, "the shared consumer has another ack wait; using it");
+    }
+    Ok(consumer)
 }

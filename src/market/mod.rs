@@ -1,13 +1,24 @@
-//! The compute marketplace on NATS JetStream (issue 8): the streams, buckets and subjects the
-//! heaters and tenants share ([`layout`]) and what a tenant offers ([`offer`]).
+//! The compute marketplace on NATS JetStream (issue 8).
 //!
-//! Groundwork only: nothing in the daemon uses it yet.
+//! - [`layout`]: the streams, buckets and the shared consumer, created idempotently;
+//! - [`offer`]: what a tenant offers (a [`crate::jobs::JobSpec`] plus the market's terms);
+//! - [`wire`]: job events, device entries and the blob formats;
+//! - [`receipt`]: device keys and signed receipts;
+//! - [`device`]: the heater's side, a supervised task that takes offers while heat is wanted;
+//! - [`client`]: the tenant's side (submit, events, verified results, devices).
 
+pub mod client;
+pub mod config;
+pub mod device;
 pub mod layout;
 pub mod offer;
+pub mod receipt;
+pub mod wire;
 
+pub use config::MarketConfig;
 pub use layout::{
-    ensure_layout, event_subject, offer_subject, Layout, LayoutConfig, MarketError, BLOBS_BUCKET,
-    DEVICES_BUCKET, EVENTS_STREAM, EVENTS_SUBJECTS, JOBS_STREAM, JOBS_SUBJECTS,
+    ensure_consumer, ensure_layout, event_subject, offer_subject, Layout, LayoutConfig,
+    MarketError, BLOBS_BUCKET, DEVICES_BUCKET, EVENTS_STREAM, EVENTS_SUBJECTS, HEATERS_CONSUMER,
+    JOBS_STREAM, JOBS_SUBJECTS,
 };
-pub use offer::{MarketOffer, MAX_REDUNDANCY};
+pub use offer::{new_job_id, validate_job_id, MarketOffer, MAX_REDUNDANCY};

@@ -15,6 +15,16 @@ pub const MAX_REDUNDANCY: u8 = 5;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MarketOffer {
+    /// The market-wide job id the client chose: 1..=64 of `[A-Za-z0-9_-]` (a subject token).
+    pub job_id: String,
+    /// Which of the `redundancy` copies this message is (0-based); each copy goes to a
+    /// different device.
+    #[serde(default)]
+    pub replica: u8,
+    /// The inputs are in the object store (`input/<job_id>/<i>`, `.npy`) instead of inline:
+    /// `spec.job.inputs` is then empty and this is their count.
+    #[serde(default)]
+    pub stored_inputs: Option<usize>,
     /// The computation and the tenant's lease, as the gRPC API takes it.
     pub spec: JobSpec,
     /// What the tenant pays a device per GPU-busy second; finite and ≥ 0.
@@ -32,6 +42,35 @@ fn bad(field: impl Into<String>, msg: impl Into<String>) -> SpecError {
     }
 }
 
+/// Longest job id.
+pub const MAX_JOB_ID_LEN: usize = 64;
+
+/// Checks a market job id: 1..=64 of `[A-Za-z0-9_-]`, so that it is one subject token and a
+/// safe object name.
+pub fn validate_job_id(id: &str) -> Result<(), SpecError> {
+    if id.is_empty() || id.len() > MAX_JOB_ID_LEN {
+        return Err(bad(
+            "job_id",
+            format!("{} characters, want 1..={MAX_JOB_ID_LEN}", id.len()),
+        ));
+    }
+    if let Some(c) = id
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-')))
+    {
+        return Err(bad(
+            "job_id",
+            format!("character {c:?} not allowed (use A-Z a-z 0-9 _ -)"),
+        ));
+    }
+    Ok(())
+}
+
+/// A fresh random job id (128 bits, hex).
+pub fn new_job_id() -> String {
+    hex::encode(rand::random::<[u8; 16]>())
+}
+
 impl MarketOffer {
     /// Checks the offer against the wall clock now, naming the first bad field.
     pub fn validate(&self) -> Result<(), SpecError> {
@@ -43,6 +82,22 @@ impl MarketOffer {
 
     /// Checks the offer as of `now_unix_s`, naming the first bad field (spec fields as `spec.…`).
     pub fn validate_at(&self, now_unix_s: u64) -> Result<(), SpecError> {
+        validate_job_id(&self.job_id)?;
+        if self.replica >= self.redundancy.max(1) {
+            return Err(bad(
+                "replica",
+                format!(
+                    "{} is not below redundancy {}",
+                    self.replica, self.redundancy
+                ),
+            ));
+        }
+        if self.stored_inputs.is_some() && !self.spec.job.inputs.is_empty() {
+            return Err(bad(
+                "stored_inputs",
+                "inputs are either inline or in the object store, not both",
+            ));
+        }
         let p = self.price_per_gpu_second;
         if !p.is_finite() || p < 0.0 {
             return Err(bad(
@@ -91,6 +146,9 @@ mod tests {
 
     fn offer() -> MarketOffer {
         MarketOffer {
+            job_id: "j1".into(),
+            replica: 1,
+            stored_inputs: None,
             spec: JobSpec {
                 job: GpuJob {
                     kernel: KernelSpec::Matmul,
@@ -142,6 +200,17 @@ mod tests {
             o.redundancy = r;
             assert_eq!(field(o), "redundancy");
         }
+        for id in ["", "a.b", "a b", &"x".repeat(65)] {
+            let mut o = offer();
+            o.job_id = id.to_string();
+            assert_eq!(field(o), "job_id");
+        }
+        let mut o = offer();
+        o.replica = 2;
+        assert_eq!(field(o), "replica");
+        let mut o = offer();
+        o.stored_inputs = Some(2);
+        assert_eq!(field(o), "stored_inputs");
         let mut o = offer();
         o.deadline_unix_s = 1_000;
         assert_eq!(field(o), "deadline_unix_s");

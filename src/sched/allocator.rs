@@ -614,3 +614,49 @@ mod tests {
         }
     }
 }
+
+/// The GPU watts a market job would get this tick: what the room wants, the mix lets the GPU
+/// take and no local job uses (0 while a local job is live). `market_value_per_joule` is what
+/// the least market job this heater takes pays per joule: in the automatic mix it must beat
+/// hashing to displace it, otherwise only the heat the ASIC cannot absorb is spare. A mix
+/// pinned wholly to the ASIC leaves nothing.
+pub fn market_headroom(mix: Mix, i: &Inputs, local_jobs: bool, market_value_per_joule: f64) -> f64 {
+    if local_jobs {
+        return 0.0;
+    }
+    let budget = if i.budget_watts.is_finite() {
+        i.budget_watts.max(0.0)
+    } else {
+        0.0
+    };
+    let asic_takes = if i.asic_has_work {
+        i.asic.max_watts
+    } else {
+        0.0
+    };
+    let want = match mix {
+        Mix::Pinned { asic, gpu, strict } => {
+            let (fa, fg) = normalise(asic, gpu);
+            if fg <= 0.0 {
+                0.0
+            } else if strict {
+                budget * fg
+            } else {
+                budget * fg + (budget * fa - asic_takes).max(0.0)
+            }
+        }
+        Mix::Auto => {
+            if !i.asic_has_work || market_value_per_joule >= i.asic_value_per_joule {
+                budget
+            } else {
+                (budget - asic_takes).max(0.0)
+            }
+        }
+    };
+    let want = want.min(i.gpu.max_watts);
+    if want <= 0.0 || (want < i.gpu.min_watts && !i.gpu.below_min) {
+        0.0
+    } else {
+        want
+    }
+}

@@ -120,6 +120,8 @@ pub struct SchedStatus {
     pub queue: QueueSummary,
     /// Energy and earnings so far.
     pub accounts: Accounts,
+    /// GPU watts a market job may take now (see [`super::allocator::market_headroom`]).
+    pub market_headroom_watts: f64,
 }
 
 /// Economic and policy settings the scheduler needs.
@@ -135,6 +137,8 @@ pub struct SchedSettings {
     pub deadline_margin: f64,
     /// Longest gap the accountant bridges, s.
     pub max_gap_seconds: f64,
+    /// Value per joule of the cheapest market job this heater takes (`None`: not on a market).
+    pub market_value_per_joule: Option<f64>,
 }
 
 /// The scheduler's state: owned by the control loop.
@@ -223,6 +227,9 @@ impl Scheduler {
             },
         };
         let allocation = self.allocator.tick(now_s, self.mix, &inputs);
+        let market_headroom_watts = self.settings.market_value_per_joule.map_or(0.0, |v| {
+            super::allocator::market_headroom(self.mix, &inputs, queue.live > 0, v)
+        });
         let target = |watts: f64| PowerTarget { watts, ..budget };
         let targets = Targets {
             asic: target(allocation.asic_watts),
@@ -257,6 +264,7 @@ impl Scheduler {
             actual,
             queue: queue.clone(),
             accounts,
+            market_headroom_watts,
         };
         (targets, status)
     }
