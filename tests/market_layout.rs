@@ -1,9 +1,6 @@
 //! The market layout against a real `nats-server -js` (Debian's 2.9.10 on CI) started per test on
 //! a free loopback port with a temp store dir.
 
-use std::net::{TcpListener, TcpStream};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, consumer, stream};
@@ -19,87 +16,8 @@ use sha2::{Digest, Sha256};
 use tokio::io::AsyncReadExt;
 use tokio_stream::StreamExt;
 
-/// A `nats-server -js` child, killed and reaped on drop (also when a test panics).
-struct NatsServer {
-    child: Child,
-    url: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for NatsServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn nats_server_bin() -> &'static str {
-    if Path::new("/usr/sbin/nats-server").exists() {
-        "/usr/sbin/nats-server"
-    } else {
-        "nats-server"
-    }
-}
-
-impl NatsServer {
-    fn start() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = Command::new(nats_server_bin())
-            .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
-            .arg(dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("nats-server (apt-get install nats-server)");
-        let server = Self {
-            child,
-            url: format!("nats://127.0.0.1:{port}"),
-            _dir: dir,
-        };
-        let t0 = Instant::now();
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                t0.elapsed() < Duration::from_secs(10),
-                "nats-server did not listen"
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        server
-    }
-
-    async fn jetstream(&self) -> jetstream::Context {
-        let client = async_nats::connect(&self.url).await.unwrap();
-        let js = jetstream::new(client);
-        let t0 = Instant::now();
-        // JetStream answers once it is up: "stream not found" is an answer.
-        loop {
-            match js.get_stream("READY_PROBE").await {
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        jetstream::context::GetStreamErrorKind::JetStream(_)
-                    ) =>
-                {
-                    break
-                }
-                Ok(_) => break,
-                Err(_) => {
-                    assert!(
-                        t0.elapsed() < Duration::from_secs(10),
-                        "JetStream not ready"
-                    );
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                }
-            }
-        }
-        js
-    }
-}
+mod nats;
+use nats::NatsServer;
 
 fn offer() -> MarketOffer {
     MarketOffer {
@@ -136,7 +54,7 @@ fn offer() -> MarketOffer {
 #[tokio::test]
 async fn layout_is_created_then_left_alone() {
     let server = NatsServer::start();
-    let js = server.jetstream().await;
+    let js = NatsServer::jetstream(&server.url).await;
     let cfg = LayoutConfig::default();
     let mut first = ensure_layout(&js, &cfg).await.unwrap();
     let jobs = first.jobs.info().await.unwrap().clone();
@@ -188,7 +106,7 @@ async fn layout_is_created_then_left_alone() {
 #[tokio::test]
 async fn an_incompatible_stream_is_named() {
     let server = NatsServer::start();
-    let js = server.jetstream().await;
+    let js = NatsServer::jetstream(&server.url).await;
     js.create_stream(stream::Config {
         name: JOBS_STREAM.into(),
         subjects: vec!["market.jobs.>".into()],
@@ -228,7 +146,7 @@ async fn an_incompatible_stream_is_named() {
 #[tokio::test]
 async fn an_offer_is_taken_exactly_once() {
     let server = NatsServer::start();
-    let js = server.jetstream().await;
+    let js = NatsServer::jetstream(&server.url).await;
     let mut layout = ensure_layout(&js, &LayoutConfig::default()).await.unwrap();
 
     let sent = offer();
@@ -289,7 +207,7 @@ async fn an_offer_is_taken_exactly_once() {
 #[tokio::test]
 async fn a_device_entry_expires_after_its_ttl() {
     let server = NatsServer::start();
-    let js = server.jetstream().await;
+    let js = NatsServer::jetstream(&server.url).await;
     let ttl = Duration::from_secs(1);
     let layout = ensure_layout(
         &js,
@@ -328,7 +246,7 @@ async fn a_device_entry_expires_after_its_ttl() {
 #[tokio::test]
 async fn a_blob_round_trips_with_its_digest() {
     let server = NatsServer::start();
-    let js = server.jetstream().await;
+    let js = NatsServer::jetstream(&server.url).await;
     let layout = ensure_layout(&js, &LayoutConfig::default()).await.unwrap();
     // Over two default 128 KiB chunks.
     let bytes: Vec<u8> = (0..300_000u32)

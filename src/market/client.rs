@@ -69,8 +69,23 @@ pub async fn connect(
             .await
             .map_err(|e| err(Box::new(e)))?;
     }
-    let client = opts.connect(url).await.map_err(|e| err(Box::new(e)))?;
+    let client = opts
+        .connect(server_addrs(url)?)
+        .await
+        .map_err(|e| err(Box::new(e)))?;
     Ok(jetstream::new(client))
+}
+
+/// The servers of a comma-separated URL list (`nats://a:4222,nats://b:4222`).
+pub fn server_addrs(url: &str) -> Result<Vec<async_nats::ServerAddr>, MarketError> {
+    url.split(',')
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        .map(|u| {
+            u.parse::<async_nats::ServerAddr>()
+                .map_err(|e| MarketError::Config(format!("market url {u:?}: {e}")))
+        })
+        .collect()
 }
 
 impl MarketClient {

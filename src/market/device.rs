@@ -250,24 +250,12 @@ impl Device {
     }
 
     async fn connect(&self) -> Result<Session, MarketError> {
-        let conn_err = |e: Box<dyn std::error::Error + Send + Sync>| MarketError::JetStream {
-            what: format!("connecting to {}", self.cfg.url),
-            source: e,
-        };
-        let mut opts = async_nats::ConnectOptions::new()
-            .name(format!("hearth {}", self.key.device_id()))
-            .connection_timeout(Duration::from_secs(5));
-        if let Some(c) = &self.cfg.credentials {
-            opts = opts
-                .credentials_file(c)
-                .await
-                .map_err(|e| conn_err(Box::new(e)))?;
-        }
-        let client = opts
-            .connect(self.cfg.url.as_str())
-            .await
-            .map_err(|e| conn_err(Box::new(e)))?;
-        let js = jetstream::new(client);
+        let js = super::client::connect(
+            &self.cfg.url,
+            self.cfg.credentials.as_deref(),
+            &format!("hearth {}", self.key.device_id()),
+        )
+        .await?;
         let layout = ensure_layout(&js, &self.cfg.layout).await?;
         let consumer = ensure_consumer(&layout.jobs, self.cfg.ack_wait).await?;
         Ok(Session {

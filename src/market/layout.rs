@@ -155,7 +155,8 @@ struct Want {
     retention: RetentionPolicy,
     storage: StorageType,
     replicas: usize,
-    max_age: Duration,
+    /// `None`: an operator's choice (the device TTL), not checked.
+    max_age: Option<Duration>,
     /// Values kept per subject, when it matters (1 for the device bucket).
     per_subject: Option<i64>,
 }
@@ -196,11 +197,11 @@ impl Want {
                 self.replicas.to_string(),
             ));
         }
-        if got.max_age != self.max_age {
+        if let Some(want) = self.max_age.filter(|w| *w != got.max_age) {
             return Err(bad(
                 "max_age",
                 format!("{:?}", got.max_age),
-                format!("{:?}", self.max_age),
+                format!("{want:?}"),
             ));
         }
         if let Some(n) = self.per_subject {
@@ -282,7 +283,7 @@ pub async fn ensure_layout(
         retention: RetentionPolicy::WorkQueue,
         storage: StorageType::File,
         replicas: r,
-        max_age: cfg.jobs_max_age,
+        max_age: Some(cfg.jobs_max_age),
         per_subject: None,
     };
     ensure(js, &jobs, || async move {
@@ -308,7 +309,7 @@ pub async fn ensure_layout(
         retention: RetentionPolicy::Limits,
         storage: StorageType::File,
         replicas: r,
-        max_age: cfg.events_max_age,
+        max_age: Some(cfg.events_max_age),
         per_subject: None,
     };
     ensure(js, &events, || async move {
@@ -334,7 +335,7 @@ pub async fn ensure_layout(
         retention: RetentionPolicy::Limits,
         storage: StorageType::File,
         replicas: r,
-        max_age: cfg.device_ttl,
+        max_age: None,
         per_subject: Some(1),
     };
     ensure(js, &devices, || async move {
@@ -369,7 +370,7 @@ pub async fn ensure_layout(
         retention: RetentionPolicy::Limits,
         storage: StorageType::File,
         replicas: r,
-        max_age: Duration::ZERO,
+        max_age: Some(Duration::ZERO),
         per_subject: None,
     };
     ensure(js, &blobs, || async move {

@@ -274,6 +274,24 @@ mod tests {
     }
 
     #[test]
+    fn a_receipt_verifies_after_a_json_round_trip_whatever_its_floats() {
+        let key = DeviceKey::generate();
+        for j in [
+            0.1 + 0.2,
+            1e-300,
+            123_456.789_012_345_67,
+            2.0f64.powi(60) / 3.0,
+        ] {
+            let mut r = receipt();
+            r.joules = j;
+            r.gpu_seconds = j / 7.0;
+            let json = serde_json::to_string(&key.sign(r)).unwrap();
+            let back: SignedReceipt = serde_json::from_str(&json).unwrap();
+            back.verify().unwrap();
+        }
+    }
+
+    #[test]
     fn the_key_is_created_once_and_reloaded() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("sub/device.key");

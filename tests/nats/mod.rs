@@ -1,0 +1,147 @@
+//! Real `nats-server -js` processes for the market tests (Debian's package, installed by
+//! `.ci/setup`): one server, or a 3-node cluster, on free loopback ports with temp store dirs.
+#![allow(dead_code)]
+
+use std::net::{TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream;
+
+/// A `nats-server -js` child, killed and reaped on drop (also when a test panics).
+pub struct NatsServer {
+    child: Option<Child>,
+    /// `nats://127.0.0.1:PORT`.
+    pub url: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn bin() -> &'static str {
+    if Path::new("/usr/sbin/nats-server").exists() {
+        "/usr/sbin/nats-server"
+    } else {
+        "nats-server"
+    }
+}
+
+/// A port free right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn wait_listening(port: u16) {
+    let t0 = Instant::now();
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "nats-server did not listen on {port}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+impl NatsServer {
+    fn spawn(port: u16, extra: &[String]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let child = Command::new(bin())
+            .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
+            .arg(dir.path())
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("nats-server (apt-get install nats-server)");
+        Self {
+            child: Some(child),
+            url: format!("nats://127.0.0.1:{port}"),
+            _dir: dir,
+        }
+    }
+
+    /// One server with JetStream.
+    pub fn start() -> Self {
+        let port = free_port();
+        let s = Self::spawn(port, &[]);
+        wait_listening(port);
+        s
+    }
+
+    /// A 3-node JetStream cluster; returns the nodes (all listening).
+    pub fn cluster() -> Vec<Self> {
+        let ports: Vec<(u16, u16)> = (0..3).map(|_| (free_port(), free_port())).collect();
+        let routes = ports
+            .iter()
+            .map(|(_, c)| format!("nats://127.0.0.1:{c}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let nodes: Vec<Self> = ports
+            .iter()
+            .enumerate()
+            .map(|(i, (p, c))| {
+                Self::spawn(
+                    *p,
+                    &[
+                        "-n".into(),
+                        format!("n{i}"),
+                        "--cluster_name".into(),
+                        "hearth".into(),
+                        "--cluster".into(),
+                        format!("nats://127.0.0.1:{c}"),
+                        "--routes".into(),
+                        routes.clone(),
+                    ],
+                )
+            })
+            .collect();
+        for (p, _) in &ports {
+            wait_listening(*p);
+        }
+        nodes
+    }
+
+    /// Kills the server (SIGKILL).
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// A JetStream context once JetStream answers ("stream not found" is an answer).
+    pub async fn jetstream(url: &str) -> jetstream::Context {
+        let t0 = Instant::now();
+        loop {
+            if let Ok(client) = async_nats::connect(url).await {
+                let js = jetstream::new(client);
+                match js.get_stream("READY_PROBE").await {
+                    Ok(_) => return js,
+                    Err(e)
+                        if matches!(
+                            e.kind(),
+                            jetstream::context::GetStreamErrorKind::JetStream(_)
+                        ) =>
+                    {
+                        return js
+                    }
+                    Err(_) => {}
+                }
+            }
+            assert!(
+                t0.elapsed() < Duration::from_secs(30),
+                "JetStream at {url} not ready"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
