@@ -431,7 +431,7 @@ async fn a_killed_heater_s_job_is_redelivered_and_resumed_from_its_checkpoint() 
         &job,
         "a stored checkpoint",
         Duration::from_secs(120),
-        |e| has_checkpoint(e),
+        has_checkpoint,
     )
     .await;
     let first = accepted_by(&evs).remove(0);
@@ -480,7 +480,7 @@ async fn a_room_warming_mid_job_gives_the_job_back_and_it_completes_elsewhere() 
         &job,
         "a stored checkpoint",
         Duration::from_secs(120),
-        |e| has_checkpoint(e),
+        has_checkpoint,
     )
     .await;
     let first = accepted_by(&evs).remove(0);

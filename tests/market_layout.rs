@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use async_nats::jetstream::{self, consumer, stream};
+use async_nats::jetstream::{consumer, stream};
 use base64::Engine;
 use hearth::gpu::job::{GpuJob, KernelSpec};
 use hearth::gpu::tensor::Tensor;

@@ -261,7 +261,7 @@ mod tests {
         // Another key's signature over the same receipt, claiming the first device.
         let other = DeviceKey::generate().sign(receipt());
         let mut t = signed.clone();
-        t.signature = other.signature;
+        t.signature = other.signature.clone();
         assert!(t.verify().is_err());
         // A key swapped in without its id.
         let mut t = other.clone();

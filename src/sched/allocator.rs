@@ -336,6 +336,52 @@ fn normalise(a: f64, g: f64) -> (f64, f64) {
     (a / s, g / s)
 }
 
+/// The GPU watts a market job would get this tick: what the room wants, the mix lets the GPU
+/// take and no local job uses (0 while a local job is live). `market_value_per_joule` is what
+/// the least market job this heater takes pays per joule: in the automatic mix it must beat
+/// hashing to displace it, otherwise only the heat the ASIC cannot absorb is spare. A mix
+/// pinned wholly to the ASIC leaves nothing.
+pub fn market_headroom(mix: Mix, i: &Inputs, local_jobs: bool, market_value_per_joule: f64) -> f64 {
+    if local_jobs {
+        return 0.0;
+    }
+    let budget = if i.budget_watts.is_finite() {
+        i.budget_watts.max(0.0)
+    } else {
+        0.0
+    };
+    let asic_takes = if i.asic_has_work {
+        i.asic.max_watts
+    } else {
+        0.0
+    };
+    let want = match mix {
+        Mix::Pinned { asic, gpu, strict } => {
+            let (fa, fg) = normalise(asic, gpu);
+            if fg <= 0.0 {
+                0.0
+            } else if strict {
+                budget * fg
+            } else {
+                budget * fg + (budget * fa - asic_takes).max(0.0)
+            }
+        }
+        Mix::Auto => {
+            if !i.asic_has_work || market_value_per_joule >= i.asic_value_per_joule {
+                budget
+            } else {
+                (budget - asic_takes).max(0.0)
+            }
+        }
+    };
+    let want = want.min(i.gpu.max_watts);
+    if want <= 0.0 || (want < i.gpu.min_watts && !i.gpu.below_min) {
+        0.0
+    } else {
+        want
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -613,50 +659,63 @@ mod tests {
             }
         }
     }
-}
 
-/// The GPU watts a market job would get this tick: what the room wants, the mix lets the GPU
-/// take and no local job uses (0 while a local job is live). `market_value_per_joule` is what
-/// the least market job this heater takes pays per joule: in the automatic mix it must beat
-/// hashing to displace it, otherwise only the heat the ASIC cannot absorb is spare. A mix
-/// pinned wholly to the ASIC leaves nothing.
-pub fn market_headroom(mix: Mix, i: &Inputs, local_jobs: bool, market_value_per_joule: f64) -> f64 {
-    if local_jobs {
-        return 0.0;
-    }
-    let budget = if i.budget_watts.is_finite() {
-        i.budget_watts.max(0.0)
-    } else {
-        0.0
-    };
-    let asic_takes = if i.asic_has_work {
-        i.asic.max_watts
-    } else {
-        0.0
-    };
-    let want = match mix {
-        Mix::Pinned { asic, gpu, strict } => {
-            let (fa, fg) = normalise(asic, gpu);
-            if fg <= 0.0 {
-                0.0
-            } else if strict {
-                budget * fg
-            } else {
-                budget * fg + (budget * fa - asic_takes).max(0.0)
-            }
-        }
-        Mix::Auto => {
-            if !i.asic_has_work || market_value_per_joule >= i.asic_value_per_joule {
-                budget
-            } else {
-                (budget - asic_takes).max(0.0)
-            }
-        }
-    };
-    let want = want.min(i.gpu.max_watts);
-    if want <= 0.0 || (want < i.gpu.min_watts && !i.gpu.below_min) {
-        0.0
-    } else {
-        want
+    #[test]
+    fn market_headroom_is_spare_heat_the_mix_lets_the_gpu_take() {
+        let env = |min, max| Envelope {
+            min_watts: min,
+            max_watts: max,
+            below_min: false,
+            ramp_watts_per_second: 1e9,
+        };
+        let i = Inputs {
+            budget_watts: 1000.0,
+            asic: env(100.0, 600.0),
+            asic_has_work: true,
+            gpu: env(50.0, 300.0),
+            gpu_has_work: false,
+            resistive: None,
+            gpu_deadline_watts: 0.0,
+            asic_value_per_joule: 1e-5,
+            gpu_value_per_joule: 0.0,
+        };
+        // Auto: a market job worth more per joule takes what the GPU can; a cheaper one only
+        // the heat the ASIC cannot absorb.
+        assert_eq!(market_headroom(Mix::Auto, &i, false, 1e-4), 300.0);
+        assert_eq!(market_headroom(Mix::Auto, &i, false, 1e-6), 300.0);
+        let small = Inputs {
+            budget_watts: 500.0,
+            ..i
+        };
+        assert_eq!(market_headroom(Mix::Auto, &small, false, 1e-6), 0.0);
+        // A local job, a warm room (no budget), or a mix pinned wholly to the ASIC: nothing.
+        assert_eq!(market_headroom(Mix::Auto, &i, true, 1e-4), 0.0);
+        let warm = Inputs {
+            budget_watts: 0.0,
+            ..i
+        };
+        assert_eq!(market_headroom(Mix::Auto, &warm, false, 1e-4), 0.0);
+        let asic_only = Mix::Pinned {
+            asic: 1.0,
+            gpu: 0.0,
+            strict: false,
+        };
+        assert_eq!(market_headroom(asic_only, &i, false, 1e-4), 0.0);
+        // Pinned 70 % AI of 200 W: 140 W; below the GPU's minimum it cannot run at all.
+        let ai = Mix::Pinned {
+            asic: 0.3,
+            gpu: 0.7,
+            strict: true,
+        };
+        let b200 = Inputs {
+            budget_watts: 200.0,
+            ..i
+        };
+        assert_eq!(market_headroom(ai, &b200, false, 0.0), 140.0);
+        let b50 = Inputs {
+            budget_watts: 50.0,
+            ..i
+        };
+        assert_eq!(market_headroom(ai, &b50, false, 0.0), 0.0);
     }
 }
