@@ -83,15 +83,6 @@ impl MarketOffer {
     /// Checks the offer as of `now_unix_s`, naming the first bad field (spec fields as `spec.…`).
     pub fn validate_at(&self, now_unix_s: u64) -> Result<(), SpecError> {
         validate_job_id(&self.job_id)?;
-        if self.replica >= self.redundancy.max(1) {
-            return Err(bad(
-                "replica",
-                format!(
-                    "{} is not below redundancy {}",
-                    self.replica, self.redundancy
-                ),
-            ));
-        }
         if self.stored_inputs.is_some() && !self.spec.job.inputs.is_empty() {
             return Err(bad(
                 "stored_inputs",
@@ -109,6 +100,15 @@ impl MarketOffer {
             return Err(bad(
                 "redundancy",
                 format!("{} must be in 1..={MAX_REDUNDANCY}", self.redundancy),
+            ));
+        }
+        if self.replica >= self.redundancy.max(1) {
+            return Err(bad(
+                "replica",
+                format!(
+                    "{} is not below redundancy {}",
+                    self.replica, self.redundancy
+                ),
             ));
         }
         if self.deadline_unix_s <= now_unix_s {
