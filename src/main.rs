@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use tracing_subscriber::EnvFilter;
 
 mod bench_api;
+mod bench_market;
 mod cli_client;
 mod cli_jobs;
 mod cli_market;
@@ -149,6 +150,9 @@ enum BenchAction {
     /// Durable SubmitJob calls per second over gRPC against a child daemon, with p50/p99
     /// latency, against the same load of grpc.health.v1 Check calls as the baseline.
     Api(bench_api::ApiBenchArgs),
+    /// The marketplace on loopback: tiny jobs matched and completed per second with N
+    /// simulated heaters, offer-to-start p50/p99, and redelivery after a heater dies.
+    Market(bench_market::MarketBenchArgs),
     /// Matmul GFLOP/s (tuned, naive, CPU sgemm), throttle response and mlp_train throughput.
     Gpu {
         /// Matrix sizes (M = N = K).
@@ -855,6 +859,7 @@ fn mine_scan(a: &ScanArgs) -> Result<()> {
 fn bench(action: BenchAction) -> Result<()> {
     match action {
         BenchAction::Api(args) => bench_api::run(args),
+        BenchAction::Market(args) => bench_market::run(args),
         BenchAction::Gpu {
             sizes,
             adapter,

@@ -705,3 +705,27 @@ async fn jobs_keep_flowing_when_a_node_of_a_3_node_cluster_dies() {
     assert_eq!(jobs.info().await.unwrap().state.messages, 0);
     drop((a, b));
 }
+
+#[test]
+fn bench_market_reports_rates_latencies_and_redelivery() {
+    let out = hearth()
+        .args(["bench", "market", "--heaters", "4", "--jobs", "60"])
+        .args(["--probes", "10", "--ack-wait", "1", "--json"])
+        .output()
+        .unwrap();
+    let text = ok(&out);
+    let r: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(r["nats"], "single");
+    assert_eq!(r["jobs"], 60);
+    for k in [
+        "matched_per_second",
+        "completed_per_second",
+        "offer_to_start_p50_ms",
+        "offer_to_start_p99_ms",
+    ] {
+        assert!(r[k].as_f64().unwrap() > 0.0, "{k}: {text}");
+    }
+    // Redelivery waits out the ack wait: it cannot come sooner.
+    let redelivery = r["redelivery_seconds"].as_f64().unwrap();
+    assert!(redelivery >= 0.9, "{text}");
+}

@@ -158,6 +158,12 @@ impl DeviceHandle {
     pub async fn join(self) {
         let _ = self.task.await;
     }
+
+    /// Kills the task at once, as a crash would: nothing is given back, the market redelivers
+    /// the offer held after its ack wait (benchmarks and drills).
+    pub fn abort(&self) {
+        self.task.abort();
+    }
 }
 
 /// Starts the market task.
@@ -273,9 +279,9 @@ impl Device {
             st.connected = true;
             st.last_error = None;
         });
-        let beat_task = self.heartbeat(&s).await;
+        // Stops with the session, however it ends (also when the task is aborted).
+        let _beat = AbortOnDrop(self.heartbeat(&s).await);
         let r = self.take_offers(&s).await;
-        beat_task.abort();
         // Leave the market at once rather than after the TTL (best effort).
         let _ = s.layout.devices.purge(self.key.device_id()).await;
         r
@@ -411,6 +417,12 @@ impl Device {
                 .await?;
             return Ok(Ending::Handled);
         }
+        if self.demand.borrow().spare_gpu_watts <= 0.0 {
+            // Heat stopped being wanted while the pull was out: let another heater have it.
+            self.nak(&msg, "no heat wanted any more", Duration::ZERO)
+                .await?;
+            return Ok(Ending::Handled);
+        }
         let kernel = offer.kernel();
         if !self.cfg.kernels.iter().any(|k| k == kernel) {
             self.nak(&msg, "kernel not taken here", Duration::from_secs(1))
@@ -450,7 +462,14 @@ impl Device {
             }
         }
         let cp_name = wire::checkpoint_object(&job_id, offer.replica);
-        let checkpoint = match wire::get_blob(&s.layout.blobs, &cp_name).await? {
+        // A first delivery has no checkpoint to resume: skip the lookup.
+        let first_delivery = msg.info().is_ok_and(|i| i.delivered <= 1);
+        let stored = if first_delivery {
+            None
+        } else {
+            wire::get_blob(&s.layout.blobs, &cp_name).await?
+        };
+        let checkpoint = match stored {
             Some(b) => match wire::decode_checkpoint(&b) {
                 Ok(cp) => Some(cp),
                 Err(e) => {
@@ -577,8 +596,17 @@ impl Device {
             }
         };
         let units = progress.borrow().units;
-        self.finish(s, msg, offer, outcome, (resumed_at, units), stopping)
-            .await?;
+        // Whether an object holds a checkpoint of this copy (resumed from one, or stored one).
+        let had_cp = resumed_at > 0 || last_cp_done > resumed_at;
+        self.finish(
+            s,
+            msg,
+            offer,
+            outcome,
+            (resumed_at, units, had_cp),
+            stopping,
+        )
+        .await?;
         Ok(if shutting_down {
             Ending::Shutdown
         } else {
@@ -592,7 +620,7 @@ impl Device {
         msg: &Message,
         offer: &MarketOffer,
         outcome: JobOutcome,
-        (resumed_at, units): (u64, u64),
+        (resumed_at, units, had_cp): (u64, u64, bool),
         stopping: Option<String>,
     ) -> Result<(), MarketError> {
         let job_id = offer.job_id.as_str();
@@ -619,7 +647,9 @@ impl Device {
                 msg.double_ack()
                     .await
                     .map_err(|e| js_err("acking a finished job", e))?;
-                wire::delete_blob(&s.layout.blobs, &cp_name).await;
+                if had_cp {
+                    wire::delete_blob(&s.layout.blobs, &cp_name).await;
+                }
                 lock(&self.ran).insert(job_id.to_string());
                 self.status.send_modify(|st| st.completed += 1);
                 tracing::info!(job = job_id, digest = %sha, gpu_seconds = out.gpu_seconds, "market job completed; receipt published");
@@ -656,6 +686,15 @@ impl Device {
             }
         }
         Ok(())
+    }
+}
+
+/// Aborts a task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
