@@ -43,6 +43,15 @@ pub const DEFAULT_LISTEN: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr
 /// How often the job store is read for the metrics.
 pub const STORE_REFRESH: Duration = Duration::from_secs(1);
 
+/// 1 while the market session is up.
+pub const MARKET_CONNECTED: &str = "hearth_market_connected";
+/// GPU watts a market job may take now.
+pub const MARKET_HEADROOM_WATTS: &str = "hearth_market_headroom_watts";
+/// Market offers and jobs by outcome.
+pub const MARKET_JOBS_TOTAL: &str = "hearth_market_jobs_total";
+/// Label of [`MARKET_JOBS_TOTAL`]: accepted, completed, preempted, declined, failed.
+pub const LABEL_OUTCOME: &str = "outcome";
+
 /// Room temperature, °C (the latest reading).
 pub const ROOM_TEMPERATURE_CELSIUS: &str = "hearth_room_temperature_celsius";
 /// Age of the latest room reading, s.
@@ -278,6 +287,25 @@ pub const METRICS: &[MetricDef] = &[
         Kind::Counter,
         &[],
         "Control ticks since the daemon started.",
+    ),
+    def(
+        MARKET_CONNECTED,
+        Kind::Gauge,
+        &[],
+        "1 while this heater is connected to its compute marketplace, else 0.",
+    ),
+    def(
+        MARKET_HEADROOM_WATTS,
+        Kind::Gauge,
+        &[],
+        "GPU watts the room wants that no local job uses: above 0, market offers are taken.",
+    ),
+    def(
+        MARKET_JOBS_TOTAL,
+        Kind::Counter,
+        &[LABEL_OUTCOME],
+        "Market offers and jobs since start: accepted, completed, preempted (given back with \
+         a checkpoint), declined (NAKed for another heater), failed (terminated with a reason).",
     ),
 ];
 
@@ -524,6 +552,19 @@ impl Tracker {
             _ => 0.0,
         };
         gauge!(GPU_UTILISATION_RATIO).set(duty);
+        if let Some(m) = &s.market {
+            gauge!(MARKET_CONNECTED).set(flag(m.connected));
+            gauge!(MARKET_HEADROOM_WATTS).set(s.sched.market_headroom_watts);
+            for (outcome, n) in [
+                ("accepted", m.accepted),
+                ("completed", m.completed),
+                ("preempted", m.preempted),
+                ("declined", m.declined),
+                ("failed", m.failed),
+            ] {
+                counter!(MARKET_JOBS_TOTAL, LABEL_OUTCOME => outcome).absolute(n);
+            }
+        }
 
         let acc = &s.sched.accounts;
         counter!(ENERGY_JOULES_TOTAL, LABEL_WORKLOAD => "asic").absolute(whole(acc.mining.joules));

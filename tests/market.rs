@@ -25,6 +25,7 @@ struct Heater {
     child: Option<Child>,
     dir: tempfile::TempDir,
     addr: String,
+    metrics: String,
 }
 
 impl Drop for Heater {
@@ -45,6 +46,7 @@ impl Heater {
             child: None,
             dir,
             addr,
+            metrics: free_addr(),
         };
         h.spawn(url, room_celsius, replicas);
         h
@@ -62,7 +64,7 @@ impl Heater {
             ])
             .arg(self.dir.path())
             .arg("--metrics-listen")
-            .arg(free_addr())
+            .arg(&self.metrics)
             .env(
                 "HEARTH_SIMULATION__INITIAL_CELSIUS",
                 room_celsius.to_string(),
@@ -106,6 +108,21 @@ impl Heater {
             let _ = c.kill();
             let _ = c.wait();
         }
+    }
+
+    /// A Prometheus scrape of the daemon.
+    fn scrape(&self) -> String {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(&self.metrics).unwrap();
+        write!(
+            s,
+            "GET /metrics HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+            self.metrics
+        )
+        .unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        out
     }
 
     fn log(&self) -> String {
@@ -299,6 +316,17 @@ async fn only_warm_demand_takes_work_redundancy_agrees_and_tampering_is_caught()
         }
     }
     assert!(!devices_used.contains(&idw));
+    // Operators see it in the metrics: connected, and the warm heater has no headroom.
+    let done = |h: &Heater| {
+        let m = h.scrape();
+        assert!(m.contains("hearth_market_connected 1"), "{m}");
+        m.lines()
+            .find_map(|l| l.strip_prefix("hearth_market_jobs_total{outcome=\"completed\"} "))
+            .map_or(0, |n| n.trim().parse::<u64>().unwrap())
+    };
+    assert!(done(&a) + done(&b) >= 6);
+    assert_eq!(done(&warm), 0);
+    assert!(warm.scrape().contains("hearth_market_headroom_watts 0"));
     let evs = until(&c, &red, "two receipts", Duration::from_secs(90), |e| {
         completed(e).len() >= 2
     })
