@@ -324,7 +324,12 @@ async fn only_warm_demand_takes_work_redundancy_agrees_and_tampering_is_caught()
             .find_map(|l| l.strip_prefix("hearth_market_jobs_total{outcome=\"completed\"} "))
             .map_or(0, |n| n.trim().parse::<u64>().unwrap())
     };
-    assert!(done(&a) + done(&b) >= 6);
+    // The scrape follows the status snapshot, a tick or so behind the last completion.
+    let t0 = Instant::now();
+    while done(&a) + done(&b) < 6 {
+        assert!(t0.elapsed() < Duration::from_secs(20), "{}", a.scrape());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     assert_eq!(done(&warm), 0);
     assert!(warm.scrape().contains("hearth_market_headroom_watts 0"));
     let evs = until(&c, &red, "two receipts", Duration::from_secs(90), |e| {
@@ -756,4 +761,56 @@ fn bench_market_reports_rates_latencies_and_redelivery() {
     // Redelivery waits out the ack wait: it cannot come sooner.
     let redelivery = r["redelivery_seconds"].as_f64().unwrap();
     assert!(redelivery >= 0.9, "{text}");
+}
+
+/// A metric's value in a scrape (the first line that starts with `name `).
+fn metric(scrape: &str, name: &str) -> Option<f64> {
+    scrape
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} ")))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_market_outage_leaves_heating_alone_and_the_heater_rejoins() {
+    let mut server = NatsServer::start();
+    let url = server.url.clone();
+    let a = Heater::start(&url, COLD, 1);
+    let id = a.device_id().await;
+    let connected = |want: f64| {
+        let t0 = Instant::now();
+        loop {
+            if let Ok(m) = std::panic::catch_unwind(|| a.scrape()) {
+                if metric(&m, "hearth_market_connected") == Some(want) {
+                    return m;
+                }
+            }
+            assert!(
+                t0.elapsed() < Duration::from_secs(60),
+                "hearth_market_connected never {want}: {}",
+                a.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    connected(1.0);
+    server.kill();
+    let before = connected(0.0);
+    // The thermostat goes on: ticks advance and the cold room still gets its heat budget.
+    std::thread::sleep(Duration::from_secs(2));
+    let after = a.scrape();
+    let ticks = |m: &str| metric(m, "hearth_control_ticks_total").unwrap();
+    assert!(ticks(&after) > ticks(&before) + 10.0, "{after}");
+    assert!(metric(&after, "hearth_heat_budget_watts").unwrap() > 0.0);
+    assert!(a.log().contains("market session ended"), "{}", a.log());
+
+    server.restart();
+    connected(1.0);
+    let c = client(&url, 1).await;
+    let job = submit(&url, &SHORT).await;
+    let evs = until(&c, &job, "completion", Duration::from_secs(90), |e| {
+        !completed(e).is_empty()
+    })
+    .await;
+    assert_eq!(receipt_devices(&evs), vec![id]);
 }

@@ -109,6 +109,13 @@ impl DeviceConfig {
     }
 }
 
+/// How long the connection may be down before the session ends.
+const DISCONNECT_GRACE: Duration = Duration::from_secs(2);
+
+/// Deliveries of an offer over the limits of the devices it reached before it is terminated as
+/// too big for the market (each refusal NAKs it for another device).
+pub const REFUSALS_BEFORE_FAILING: i64 = 4;
+
 /// The kernel catalog names a device can take.
 pub const ALL_KERNELS: [&str; 6] = [
     "matmul",
@@ -214,6 +221,7 @@ struct Device {
 }
 
 struct Session {
+    client: async_nats::Client,
     js: jetstream::Context,
     layout: Layout,
     consumer: PullConsumer,
@@ -265,6 +273,7 @@ impl Device {
         let layout = ensure_layout(&js, &self.cfg.layout).await?;
         let consumer = ensure_consumer(&layout.jobs, self.cfg.ack_wait).await?;
         Ok(Session {
+            client: js.client(),
             js,
             layout,
             consumer,
@@ -325,15 +334,35 @@ impl Device {
 
     /// Pulls one offer at a time while heat is wanted.
     async fn take_offers(&mut self, s: &Session) -> Result<(), MarketError> {
+        let mut check = tokio::time::interval(Duration::from_millis(500));
+        check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut down_since: Option<tokio::time::Instant> = None;
         loop {
+            // The client reconnects by itself; a connection down for longer than a blip ends
+            // the session, so that the status says so and the next one starts afresh.
+            if s.client.connection_state() == async_nats::connection::State::Connected {
+                down_since = None;
+            } else {
+                let since = *down_since.get_or_insert_with(tokio::time::Instant::now);
+                if since.elapsed() >= DISCONNECT_GRACE {
+                    return Err(MarketError::JetStream {
+                        what: format!("connection to {}", self.cfg.url),
+                        source: format!("lost for {DISCONNECT_GRACE:?}").into(),
+                    });
+                }
+            }
             // Heat wanted means work taken: wait for demand (or shutdown).
             let mut demand = self.demand.clone();
             let mut sd = self.shutdown.clone();
             tokio::select! {
                 _ = async { let _ = sd.wait_for(|s| *s).await; } => return Ok(()),
+                _ = check.tick() => continue,
                 r = demand.wait_for(|d| d.spare_gpu_watts > 0.0) => {
                     if r.is_err() { return Ok(()); }
                 }
+            }
+            if down_since.is_some() {
+                continue;
             }
             let mut batch = s
                 .consumer
@@ -343,8 +372,11 @@ impl Device {
                 .messages()
                 .await
                 .map_err(|e| js_err("pulling an offer", e))?;
+            // A pull lost with the connection never answers: give up on it after its expiry.
             let msg = tokio::select! {
-                m = batch.next() => m,
+                m = tokio::time::timeout(self.cfg.fetch_wait + Duration::from_secs(1), batch.next()) => {
+                    m.unwrap_or(None)
+                }
                 _ = async { let _ = sd.wait_for(|s| *s).await; } => return Ok(()),
             };
             let Some(msg) = msg else { continue };
@@ -463,8 +495,8 @@ impl Device {
         }
         let cp_name = wire::checkpoint_object(&job_id, offer.replica);
         // A first delivery has no checkpoint to resume: skip the lookup.
-        let first_delivery = msg.info().is_ok_and(|i| i.delivered <= 1);
-        let stored = if first_delivery {
+        let delivered = msg.info().map_or(1, |i| i.delivered.max(1));
+        let stored = if delivered <= 1 {
             None
         } else {
             wire::get_blob(&s.layout.blobs, &cp_name).await?
@@ -482,8 +514,23 @@ impl Device {
         let resumed_at = checkpoint.as_ref().map_or(0, |c| c.done);
         let handle = match self.compute.start(job, checkpoint) {
             Ok(h) => h,
+            // Over this device's limits: a bigger device may take it, until enough have
+            // refused it.
+            Err(e @ JobError::Limit { .. }) if delivered < REFUSALS_BEFORE_FAILING => {
+                tracing::info!(job = %job_id, error = %e, "offer over this device's limits");
+                self.nak(
+                    &msg,
+                    "over this device's limits",
+                    Duration::from_millis(500),
+                )
+                .await?;
+                return Ok(Ending::Handled);
+            }
             Err(e) => {
-                let why = format!("refused: {e}");
+                let why = match e {
+                    JobError::Limit { .. } => format!("refused by {delivered} deliveries: {e}"),
+                    _ => format!("refused: {e}"),
+                };
                 self.reject(s, &msg, &job_id, offer.replica, why).await?;
                 return Ok(Ending::Handled);
             }
@@ -499,13 +546,16 @@ impl Device {
             replica: offer.replica,
             resumed_at,
         };
+        let run = handle.id;
         let r = match self.event(s, &job_id, accepted).await {
             Ok(()) => self.run(s, &msg, &offer, handle, resumed_at).await,
-            Err(e) => {
-                self.compute.cancel(handle.id);
-                Err(e)
-            }
+            Err(e) => Err(e),
         };
+        if r.is_err() {
+            // The lease is lost with the session: stop the run (a no-op if it ended); the offer
+            // is redelivered after the ack wait and resumes from the last stored checkpoint.
+            self.compute.cancel(run);
+        }
         self.status.send_modify(|st| {
             st.job = None;
             st.job_price = 0.0;

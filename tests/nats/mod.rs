@@ -14,7 +14,9 @@ pub struct NatsServer {
     child: Option<Child>,
     /// `nats://127.0.0.1:PORT`.
     pub url: String,
-    _dir: tempfile::TempDir,
+    port: u16,
+    extra: Vec<String>,
+    dir: tempfile::TempDir,
 }
 
 impl Drop for NatsServer {
@@ -53,20 +55,41 @@ fn wait_listening(port: u16) {
 
 impl NatsServer {
     fn spawn(port: u16, extra: &[String]) -> Self {
-        let dir = tempfile::tempdir().unwrap();
+        let mut s = Self {
+            child: None,
+            url: format!("nats://127.0.0.1:{port}"),
+            port,
+            extra: extra.to_vec(),
+            dir: tempfile::tempdir().unwrap(),
+        };
+        s.run();
+        s
+    }
+
+    fn run(&mut self) {
         let child = Command::new(bin())
-            .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
-            .arg(dir.path())
-            .args(extra)
+            .args([
+                "-js",
+                "-a",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-sd",
+            ])
+            .arg(self.dir.path())
+            .args(&self.extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("nats-server (apt-get install nats-server)");
-        Self {
-            child: Some(child),
-            url: format!("nats://127.0.0.1:{port}"),
-            _dir: dir,
-        }
+        self.child = Some(child);
+    }
+
+    /// Starts a killed server again on the same port and store.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.run();
+        wait_listening(self.port);
     }
 
     /// One server with JetStream.
