@@ -710,6 +710,14 @@ mod tests {
             },
         );
         s.trips = vec![trip(TripKind::SensorStale, 10.0)];
+        s.market = Some(crate::market::device::MarketStatus {
+            connected: true,
+            accepted: 4,
+            completed: 3,
+            preempted: 1,
+            ..Default::default()
+        });
+        s.sched.market_headroom_watts = 250.0;
         let figures = StoreFigures {
             by_state: JobState::ALL.iter().map(|&st| (st, 0)).collect(),
             excluded: vec![5],
@@ -749,6 +757,10 @@ mod tests {
         assert_eq!(v["hearth_heat_budget_watts"], 812.5);
         assert_eq!(v["hearth_hashrate_hashes_per_second"], 2.5e6);
         assert_eq!(v["hearth_pool_connected"], 1.0);
+        assert_eq!(v["hearth_market_connected"], 1.0);
+        assert_eq!(v["hearth_market_headroom_watts"], 250.0);
+        assert_eq!(v["hearth_market_jobs_total{outcome=\"completed\"}"], 3.0);
+        assert_eq!(v["hearth_market_jobs_total{outcome=\"preempted\"}"], 1.0);
         assert_eq!(v["hearth_shares_total{result=\"accepted\"}"], 7.0);
         assert_eq!(v["hearth_shares_total{result=\"rejected\"}"], 2.0);
         assert_eq!(v["hearth_shares_total{result=\"stale\"}"], 1.0);

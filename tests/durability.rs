@@ -8,6 +8,9 @@ use std::time::{Duration, Instant};
 
 use hearth::jobs::{JobId, JobState, JobStore, StoreLimits};
 
+mod common;
+use common::reference_digest;
+
 fn hearth() -> Command {
     Command::new(env!("CARGO_BIN_EXE_hearth"))
 }
@@ -64,26 +67,6 @@ fn submit(dir: &Path, url: &str, args: &[&str]) -> JobId {
     );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     JobId(v["id"].as_u64().unwrap())
-}
-
-/// The digest of an uninterrupted run of the same job.
-fn reference_digest(args: &[&str]) -> String {
-    let out = hearth()
-        .args(["gpu", "run"])
-        .args(args)
-        .args(["--adapter", "software"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8_lossy(&out.stdout);
-    text.lines()
-        .find_map(|l| l.strip_prefix("sha256: "))
-        .unwrap_or_else(|| panic!("no digest in {text}"))
-        .to_string()
 }
 
 fn wait_until(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {

@@ -9,7 +9,9 @@ use hearth::market::receipt::DeviceKey;
 use hearth::market::wire::{self, Event, EventKind};
 use hearth::market::{LayoutConfig, MarketOffer};
 
+mod common;
 mod nats;
+use common::reference_digest;
 use nats::NatsServer;
 
 fn hearth() -> Command {
@@ -209,6 +211,53 @@ async fn until(
     }
 }
 
+/// Waits until a copy of the job has completed.
+async fn until_completed(c: &MarketClient, job: &str, limit: Duration) -> Vec<Event> {
+    until(c, job, "completion", limit, |e| !completed(e).is_empty()).await
+}
+
+/// A server, two cold heaters, and a long job that one of them took and checkpointed.
+struct LongJob {
+    a: Heater,
+    b: Heater,
+    ida: String,
+    idb: String,
+    c: MarketClient,
+    job: String,
+    /// The heater that took it.
+    first: String,
+    _server: NatsServer,
+}
+
+async fn long_job_on_two_heaters() -> LongJob {
+    let server = NatsServer::start();
+    let url = server.url.clone();
+    let a = Heater::start(&url, COLD, 1);
+    let b = Heater::start(&url, COLD, 1);
+    let (ida, idb) = (a.device_id().await, b.device_id().await);
+    let c = client(&url, 1).await;
+    let job = submit(&url, &LONG).await;
+    let evs = until(
+        &c,
+        &job,
+        "a stored checkpoint",
+        Duration::from_secs(120),
+        has_checkpoint,
+    )
+    .await;
+    let first = accepted_by(&evs).remove(0);
+    LongJob {
+        a,
+        b,
+        ida,
+        idb,
+        c,
+        job,
+        first,
+        _server: server,
+    }
+}
+
 fn completed(evs: &[Event]) -> Vec<&wire::Event> {
     evs.iter()
         .filter(|e| matches!(e.kind, EventKind::Completed { .. }))
@@ -236,21 +285,6 @@ fn accepted_by(evs: &[Event]) -> Vec<String> {
 fn has_checkpoint(evs: &[Event]) -> bool {
     evs.iter()
         .any(|e| matches!(e.kind, EventKind::Progress { done, .. } if done > 0))
-}
-
-/// The digest of an uninterrupted `hearth gpu run` of the same job.
-fn reference_digest(args: &[&str]) -> String {
-    let out = hearth()
-        .args(["gpu", "run"])
-        .args(args)
-        .args(["--adapter", "software"])
-        .output()
-        .unwrap();
-    let text = ok(&out);
-    text.lines()
-        .find_map(|l| l.strip_prefix("sha256: "))
-        .unwrap_or_else(|| panic!("no digest in {text}"))
-        .to_string()
 }
 
 /// A long job (many checkpoints) and a short one.
@@ -306,10 +340,7 @@ async fn only_warm_demand_takes_work_redundancy_agrees_and_tampering_is_caught()
     let red = submit(&url, &[&SHORT[..], &["--redundancy", "2"]].concat()).await;
     let mut devices_used = std::collections::BTreeSet::new();
     for j in &jobs {
-        let evs = until(&c, j, "completion", Duration::from_secs(90), |e| {
-            !completed(e).is_empty()
-        })
-        .await;
+        let evs = until_completed(&c, j, Duration::from_secs(90)).await;
         devices_used.extend(receipt_devices(&evs));
         for d in accepted_by(&evs) {
             assert_ne!(d, idw, "the warm heater took job {j}");
@@ -452,32 +483,23 @@ async fn only_warm_demand_takes_work_redundancy_agrees_and_tampering_is_caught()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_heater_s_job_is_redelivered_and_resumed_from_its_checkpoint() {
-    let server = NatsServer::start();
-    let url = server.url.clone();
-    let mut a = Heater::start(&url, COLD, 1);
-    let mut b = Heater::start(&url, COLD, 1);
-    let (ida, idb) = (a.device_id().await, b.device_id().await);
-    let c = client(&url, 1).await;
-    let job = submit(&url, &LONG).await;
-    let evs = until(
-        &c,
-        &job,
-        "a stored checkpoint",
-        Duration::from_secs(120),
-        has_checkpoint,
-    )
-    .await;
-    let first = accepted_by(&evs).remove(0);
+    let LongJob {
+        mut a,
+        mut b,
+        ida,
+        idb,
+        c,
+        job,
+        first,
+        _server,
+    } = long_job_on_two_heaters().await;
     let (victim, survivor) = if first == ida {
         (&mut a, idb.clone())
     } else {
         (&mut b, ida.clone())
     };
     victim.kill();
-    let evs = until(&c, &job, "completion", Duration::from_secs(180), |e| {
-        !completed(e).is_empty()
-    })
-    .await;
+    let evs = until_completed(&c, &job, Duration::from_secs(180)).await;
     let resumed = evs.iter().find_map(|e| match &e.kind {
         EventKind::Accepted {
             device, resumed_at, ..
@@ -501,29 +523,20 @@ async fn a_killed_heater_s_job_is_redelivered_and_resumed_from_its_checkpoint() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_room_warming_mid_job_gives_the_job_back_and_it_completes_elsewhere() {
-    let server = NatsServer::start();
-    let url = server.url.clone();
-    let a = Heater::start(&url, COLD, 1);
-    let b = Heater::start(&url, COLD, 1);
-    let (ida, _) = (a.device_id().await, b.device_id().await);
-    let c = client(&url, 1).await;
-    let job = submit(&url, &LONG).await;
-    let evs = until(
-        &c,
-        &job,
-        "a stored checkpoint",
-        Duration::from_secs(120),
-        has_checkpoint,
-    )
-    .await;
-    let first = accepted_by(&evs).remove(0);
+    let LongJob {
+        a,
+        b,
+        ida,
+        c,
+        job,
+        first,
+        _server,
+        ..
+    } = long_job_on_two_heaters().await;
     let warmed = if first == ida { &a } else { &b };
     // The owner turns the thermostat down: the 15 °C room is now warmer than wanted.
     ok(&warmed.owner(&["setpoint", "10"]));
-    let evs = until(&c, &job, "completion", Duration::from_secs(180), |e| {
-        !completed(e).is_empty()
-    })
-    .await;
+    let evs = until_completed(&c, &job, Duration::from_secs(180)).await;
     let preempted = evs.iter().find_map(|e| match &e.kind {
         EventKind::Preempted { device, done, .. } => Some((device.clone(), *done)),
         _ => None,
@@ -551,10 +564,7 @@ async fn bad_offers_are_terminated_with_a_reason_and_the_device_carries_on() {
 
     let good: MarketOffer = {
         let id = submit(&url, &SHORT).await;
-        until(&c, &id, "completion", Duration::from_secs(90), |e| {
-            !completed(e).is_empty()
-        })
-        .await;
+        until_completed(&c, &id, Duration::from_secs(90)).await;
         // A valid offer to mutate: rebuild one from the CLI's job.
         let spec = hearth::jobs::JobSpec {
             job: hearth::gpu::job::GpuJob {
@@ -645,10 +655,7 @@ async fn bad_offers_are_terminated_with_a_reason_and_the_device_carries_on() {
     }
     // Nothing bad is left in the work queue, and the device still takes work.
     let id = submit(&url, &SHORT).await;
-    until(&c, &id, "completion", Duration::from_secs(90), |e| {
-        !completed(e).is_empty()
-    })
-    .await;
+    until_completed(&c, &id, Duration::from_secs(90)).await;
     let mut jobs = c.layout().jobs.clone();
     assert_eq!(jobs.info().await.unwrap().state.messages, 0);
     assert!(!a.log().contains("panicked"), "{}", a.log());
@@ -693,10 +700,7 @@ async fn jobs_keep_flowing_when_a_node_of_a_3_node_cluster_dies() {
     for _ in 0..4 {
         before.push(submit(&urls, &[&SHORT[..], &["--replicas", "3"]].concat()).await);
     }
-    until(&c, &before[0], "completion", Duration::from_secs(90), |e| {
-        !completed(e).is_empty()
-    })
-    .await;
+    until_completed(&c, &before[0], Duration::from_secs(90)).await;
     nodes[0].kill();
     let c = {
         let js = NatsServer::jetstream(&nodes[1].url).await;
@@ -729,10 +733,7 @@ async fn jobs_keep_flowing_when_a_node_of_a_3_node_cluster_dies() {
         after.push(submit(&rest, &[&SHORT[..], &["--replicas", "3"]].concat()).await);
     }
     for j in before.iter().chain(&after) {
-        until(&c, j, "completion", Duration::from_secs(120), |e| {
-            !completed(e).is_empty()
-        })
-        .await;
+        until_completed(&c, j, Duration::from_secs(120)).await;
     }
     let mut jobs = c.layout().jobs.clone();
     assert_eq!(jobs.info().await.unwrap().state.messages, 0);
@@ -808,9 +809,6 @@ async fn a_market_outage_leaves_heating_alone_and_the_heater_rejoins() {
     connected(1.0);
     let c = client(&url, 1).await;
     let job = submit(&url, &SHORT).await;
-    let evs = until(&c, &job, "completion", Duration::from_secs(90), |e| {
-        !completed(e).is_empty()
-    })
-    .await;
+    let evs = until_completed(&c, &job, Duration::from_secs(90)).await;
     assert_eq!(receipt_devices(&evs), vec![id]);
 }

@@ -49,3 +49,24 @@ pub fn spec(tenant: &str, n: usize) -> JobSpec {
         },
     }
 }
+
+/// The digest of an uninterrupted `hearth gpu run` of a job (`hearth gpu run` arguments) on the
+/// software GPU.
+pub fn reference_digest(args: &[&str]) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hearth"))
+        .args(["gpu", "run"])
+        .args(args)
+        .args(["--adapter", "software"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines()
+        .find_map(|l| l.strip_prefix("sha256: "))
+        .unwrap_or_else(|| panic!("no digest in {text}"))
+        .to_string()
+}
