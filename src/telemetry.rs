@@ -552,9 +552,10 @@ impl Tracker {
             _ => 0.0,
         };
         gauge!(GPU_UTILISATION_RATIO).set(duty);
+        // A heater off the market shows as not connected, with no headroom.
+        gauge!(MARKET_CONNECTED).set(flag(s.market.as_ref().is_some_and(|m| m.connected)));
+        gauge!(MARKET_HEADROOM_WATTS).set(s.sched.market_headroom_watts);
         if let Some(m) = &s.market {
-            gauge!(MARKET_CONNECTED).set(flag(m.connected));
-            gauge!(MARKET_HEADROOM_WATTS).set(s.sched.market_headroom_watts);
             for (outcome, n) in [
                 ("accepted", m.accepted),
                 ("completed", m.completed),
