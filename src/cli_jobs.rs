@@ -557,7 +557,21 @@ fn job_json(j: &pb::Job) -> serde_json::Value {
         "earned": j.earned,
         "result_digest": opt_str(&j.result_digest),
         "error": opt_str(&j.error),
+        "history": j.history.iter().map(|c| serde_json::json!({
+            "from": state_str(c.from_state),
+            "to": state_str(c.to_state),
+            "reason": c.reason,
+            "unix_s": time(&c.time),
+        })).collect::<Vec<_>>(),
     })
+}
+
+/// A proto state number's name; `None` for JOB_STATE_UNSPECIFIED (a submission's "from").
+fn state_str(n: i32) -> Option<&'static str> {
+    match pb::JobState::try_from(n) {
+        Ok(pb::JobState::Unspecified) | Err(_) => None,
+        Ok(s) => Some(s.as_str_name()),
+    }
 }
 
 fn progress(j: &pb::Job) -> String {
@@ -636,6 +650,19 @@ fn print_job(j: &pb::Job) {
     );
     if !j.error.is_empty() {
         println!("  error      {}", one_line(&j.error));
+    }
+    for (i, c) in j.history.iter().enumerate() {
+        let label = if i == 0 { "history" } else { "" };
+        let to = state_str(c.to_state).unwrap_or("?");
+        let step = match state_str(c.from_state) {
+            Some(from) => format!("{from} -> {to}"),
+            None => to.to_string(),
+        };
+        println!(
+            "  {label:<10} {}  {step:<21}  {}",
+            when(&c.time),
+            one_line(&c.reason)
+        );
     }
     if !j.result_digest.is_empty() {
         println!("sha256: {}", j.result_digest);

@@ -196,6 +196,42 @@ async fn submit_watch_and_result_match_hearth_gpu_run() {
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains(&format!("sha256: {digest}")), "{text}");
+
+    // GetJob carries every recorded state change with its reason, oldest first.
+    let got = jobs
+        .get_job(authed(
+            pb::GetJobRequest {
+                name: job.name.clone(),
+            },
+            &tenant,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let steps: Vec<(i32, i32)> = got
+        .history
+        .iter()
+        .map(|c| (c.from_state, c.to_state))
+        .collect();
+    use pb::JobState as S;
+    assert_eq!(
+        steps,
+        [
+            (S::Unspecified as i32, S::Queued as i32),
+            (S::Queued as i32, S::Running as i32),
+            (S::Running as i32, S::Succeeded as i32),
+        ],
+        "{:?}",
+        got.history
+    );
+    assert_eq!(got.history[0].reason, "submitted");
+    assert!(got.history.iter().all(|c| !c.reason.is_empty()));
+    let times: Vec<i64> = got
+        .history
+        .iter()
+        .map(|c| c.time.as_ref().unwrap().seconds)
+        .collect();
+    assert!(times.windows(2).all(|w| w[0] <= w[1]), "{times:?}");
     api.stop().await;
 }
 

@@ -759,6 +759,20 @@ fn jobs_commands_are_a_grpc_client_of_the_running_daemon() {
     let qid = queued["id"].as_u64().unwrap().to_string();
     let c = ok_json(&["cancel", &qid, "--json"]);
     assert_eq!(c["state"], "CANCELLED", "{c}");
+    // get shows the recorded history, with who cancelled it.
+    let g = ok_json(&["get", &qid, "--json"]);
+    let last = g["history"].as_array().unwrap().last().unwrap().clone();
+    assert!(last["from"].is_string() && last["to"] == "CANCELLED", "{g}");
+    assert!(
+        last["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("cancelled by token"),
+        "{g}"
+    );
+    assert_eq!(g["history"][0]["from"], serde_json::Value::Null, "{g}");
+    let (ok, out, _) = jobs(&["get", &qid]);
+    assert!(ok && out.contains("-> CANCELLED"), "{out}");
     let (ok, out, err) = jobs(&["watch", &qid, "--json"]);
     assert!(
         !ok && err.lines().count() == 1 && err.contains("CANCELLED"),

@@ -8,7 +8,7 @@ use crate::daemon::{GpuState, Status};
 use crate::gpu::job::{GpuJob, KernelSpec};
 use crate::gpu::kernels::ElementwiseOp;
 use crate::gpu::tensor::Tensor;
-use crate::jobs::store::StoreError;
+use crate::jobs::store::{StoreError, Transition};
 use crate::jobs::{JobId, JobRecord, JobSpec, JobState, Lease};
 use crate::sched::allocator::Mix;
 
@@ -245,6 +245,17 @@ pub fn job_to(r: &JobRecord, units_total: u64) -> pb::Job {
         earned: r.usage.earned,
         error: r.last_error.clone().unwrap_or_default(),
         result_digest: r.result_digest.clone().unwrap_or_default(),
+        history: Vec::new(),
+    }
+}
+
+/// A recorded state change as the proto one.
+pub fn state_change_to(t: &Transition) -> pb::StateChange {
+    pb::StateChange {
+        from_state: t.from.map_or(pb::JobState::Unspecified, state_to) as i32,
+        to_state: state_to(t.to) as i32,
+        reason: t.reason.clone(),
+        time: Some(timestamp(t.at_unix_s)),
     }
 }
 

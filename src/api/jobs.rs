@@ -10,7 +10,9 @@ use tonic::{Request, Response, Status as GrpcStatus, Streaming};
 
 use super::auth::{Caller, Role};
 use super::control::{caller, daemon_status};
-use super::convert::{invalid, job_to, parse_job_name, spec_from, state_from, store_status};
+use super::convert::{
+    invalid, job_to, parse_job_name, spec_from, state_change_to, state_from, store_status,
+};
 use super::pb;
 use super::uploads::Uploads;
 use crate::daemon::DaemonClient;
@@ -113,7 +115,11 @@ impl pb::jobs_server::Jobs for JobsApi {
         let who = caller(&req)?;
         who.require(&[Role::Owner, Role::Tenant], "GetJob")?;
         let r = self.visible(&who, "name", &req.get_ref().name).await?;
-        Ok(Response::new(job_to(&r, self.units_total(r.id))))
+        let id = r.id;
+        let history = blocking(&self.daemon.store, move |s| s.transitions(id)).await?;
+        let mut job = job_to(&r, self.units_total(r.id));
+        job.history = history.iter().map(state_change_to).collect();
+        Ok(Response::new(job))
     }
 
     async fn list_jobs(
