@@ -114,17 +114,39 @@ impl Heater {
 
     /// A Prometheus scrape of the daemon.
     fn scrape(&self) -> String {
+        self.try_scrape().unwrap()
+    }
+
+    /// A scrape, or why there is none (the daemon is not listening yet, or no more).
+    fn try_scrape(&self) -> std::io::Result<String> {
         use std::io::{Read, Write};
-        let mut s = std::net::TcpStream::connect(&self.metrics).unwrap();
+        let mut s = std::net::TcpStream::connect(&self.metrics)?;
         write!(
             s,
             "GET /metrics HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
             self.metrics
-        )
-        .unwrap();
+        )?;
         let mut out = String::new();
-        s.read_to_string(&mut out).unwrap();
-        out
+        s.read_to_string(&mut out)?;
+        Ok(out)
+    }
+
+    /// Polls the scrape until metric `name` satisfies `want`; returns that scrape.
+    fn wait_metric(&self, name: &str, want: impl Fn(f64) -> bool) -> String {
+        let t0 = Instant::now();
+        loop {
+            if let Ok(m) = self.try_scrape() {
+                if metric(&m, name).is_some_and(&want) {
+                    return m;
+                }
+            }
+            assert!(
+                t0.elapsed() < Duration::from_secs(60),
+                "{name} never as wanted: {}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 
     fn log(&self) -> String {
@@ -778,22 +800,7 @@ async fn a_market_outage_leaves_heating_alone_and_the_heater_rejoins() {
     let url = server.url.clone();
     let a = Heater::start(&url, COLD, 1);
     let id = a.device_id().await;
-    let connected = |want: f64| {
-        let t0 = Instant::now();
-        loop {
-            if let Ok(m) = std::panic::catch_unwind(|| a.scrape()) {
-                if metric(&m, "hearth_market_connected") == Some(want) {
-                    return m;
-                }
-            }
-            assert!(
-                t0.elapsed() < Duration::from_secs(60),
-                "hearth_market_connected never {want}: {}",
-                a.log()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    };
+    let connected = |want: f64| a.wait_metric("hearth_market_connected", |v| v == want);
     connected(1.0);
     server.kill();
     let before = connected(0.0);
@@ -811,4 +818,47 @@ async fn a_market_outage_leaves_heating_alone_and_the_heater_rejoins() {
     let job = submit(&url, &SHORT).await;
     let evs = until_completed(&c, &job, Duration::from_secs(90)).await;
     assert_eq!(receipt_devices(&evs), vec![id]);
+}
+
+/// A heater that finished one copy of a redundant job and then restarts does not take the other
+/// copy: its result object in the market's store remembers the copy across the restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_heater_does_not_run_a_second_copy_of_a_redundant_job() {
+    let server = NatsServer::start();
+    let url = server.url.clone();
+    let mut a = Heater::start(&url, COLD, 1);
+    let ida = a.device_id().await;
+    let c = client(&url, 1).await;
+    let job = submit(&url, &[&SHORT[..], &["--redundancy", "2"]].concat()).await;
+    until_completed(&c, &job, Duration::from_secs(120)).await;
+
+    a.kill();
+    a.spawn(&url, COLD, 1);
+    // Back on the market, it is offered the other copy and passes it on, again and again.
+    const DECLINED: &str = "hearth_market_jobs_total{outcome=\"declined\"}";
+    let m = a.wait_metric(DECLINED, |n| n >= 3.0);
+    assert_eq!(
+        metric(&m, "hearth_market_jobs_total{outcome=\"accepted\"}"),
+        Some(0.0),
+        "{m}"
+    );
+
+    // Another heater runs it.
+    let b = Heater::start(&url, COLD, 1);
+    let idb = b.device_id().await;
+    let evs = until(&c, &job, "two receipts", Duration::from_secs(120), |e| {
+        completed(e).len() >= 2
+    })
+    .await;
+    let mut devices = receipt_devices(&evs);
+    devices.sort();
+    let mut want = vec![ida, idb];
+    want.sort();
+    assert_eq!(devices, want);
+    let out_dir = tempfile::tempdir().unwrap();
+    ok(&market(
+        &url,
+        &["result", &job, "--out", out_dir.path().to_str().unwrap()],
+    )
+    .await);
 }

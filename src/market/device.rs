@@ -216,7 +216,7 @@ struct Device {
     shutdown: watch::Receiver<bool>,
     status: watch::Sender<MarketStatus>,
     /// Jobs this device has finished a copy of (a redundant job's copies go to different
-    /// devices).
+    /// devices); a cache of the result objects that carry this device's id.
     ran: Arc<Mutex<HashSet<String>>>,
 }
 
@@ -393,6 +393,20 @@ impl Device {
         publish_event(&s.js, job, kind).await
     }
 
+    /// Whether this device has finished a copy of `job_id`: remembered in memory, and across
+    /// restarts by its result object, whose name carries the device id.
+    async fn ran_copy(&self, s: &Session, job_id: &str) -> Result<bool, MarketError> {
+        if lock(&self.ran).contains(job_id) {
+            return Ok(true);
+        }
+        let name = wire::result_object(job_id, &self.key.device_id());
+        let ran = wire::has_blob(&s.layout.blobs, &name).await?;
+        if ran {
+            lock(&self.ran).insert(job_id.to_string());
+        }
+        Ok(ran)
+    }
+
     async fn nak(&self, msg: &Message, why: &str, delay: Duration) -> Result<(), MarketError> {
         tracing::debug!(why, "passing an offer on");
         self.status.send_modify(|s| s.declined += 1);
@@ -466,7 +480,7 @@ impl Device {
                 .await?;
             return Ok(Ending::Handled);
         }
-        if offer.redundancy > 1 && lock(&self.ran).contains(&job_id) {
+        if offer.redundancy > 1 && self.ran_copy(s, &job_id).await? {
             // Another copy must run on another device.
             self.nak(&msg, "ran another copy", Duration::from_millis(200))
                 .await?;

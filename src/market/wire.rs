@@ -242,6 +242,16 @@ pub async fn get_blob(store: &ObjectStore, name: &str) -> Result<Option<Vec<u8>>
     Ok(Some(out))
 }
 
+/// Whether object `name` exists and is not deleted.
+pub async fn has_blob(store: &ObjectStore, name: &str) -> Result<bool, MarketError> {
+    use async_nats::jetstream::object_store::InfoErrorKind;
+    match store.info(name).await {
+        Ok(info) => Ok(!info.deleted),
+        Err(e) if e.kind() == InfoErrorKind::NotFound => Ok(false),
+        Err(e) => Err(blob_err(format!("looking up object {name}"))(Box::new(e))),
+    }
+}
+
 /// Deletes object `name`; a missing object is not an error.
 pub async fn delete_blob(store: &ObjectStore, name: &str) {
     if let Err(e) = store.delete(name).await {
