@@ -2,96 +2,23 @@
 //! the digest of `hearth gpu run`; the error contract, one row per case; role enforcement;
 //! pagination; health and reflection.
 
+mod api_harness;
+
 use std::time::Duration;
 
 use tokio_stream::StreamExt;
 use tonic::metadata::MetadataValue;
-use tonic::transport::Channel;
 use tonic::{Code, Request};
 
-use hearth::api::auth::{Role, TokenStore, OWNER_TOKEN_FILE};
+use hearth::api::auth::Role;
 use hearth::api::pb;
 use hearth::api::pb::control_client::ControlClient;
 use hearth::api::pb::jobs_client::JobsClient;
-use hearth::clock::Clock;
-use hearth::config::Config;
-use hearth::daemon::{spawn, DaemonHandle};
 use hearth::gpu::job::KernelSpec;
 use hearth::gpu::reference::synthetic_inputs;
 use hearth::gpu::tensor::Tensor;
 
-struct Api {
-    daemon: DaemonHandle,
-    addr: std::net::SocketAddr,
-    stop: tokio::sync::watch::Sender<bool>,
-    server: hearth::api::ApiServer,
-    dir: tempfile::TempDir,
-    owner: String,
-}
-
-impl Api {
-    async fn start(gpu: bool, tweak: impl FnOnce(&mut Config)) -> Api {
-        let dir = tempfile::tempdir().unwrap();
-        let mut cfg = Config::default();
-        cfg.mining.enabled = false;
-        cfg.gpu.enabled = gpu;
-        cfg.simulation.speed = 30.0;
-        cfg.jobs.data_dir = Some(dir.path().to_path_buf());
-        tweak(&mut cfg);
-        let daemon = spawn(cfg, Clock::starting_at(12.0 * 3600.0, 0, 30.0))
-            .await
-            .unwrap();
-        let (stop, stop_rx) = tokio::sync::watch::channel(false);
-        let server = hearth::api::serve(
-            daemon.client(),
-            hearth::api::ApiConfig {
-                listen: "127.0.0.1:0".parse().unwrap(),
-                tls: None,
-                insecure: false,
-                data_dir: dir.path().to_path_buf(),
-                max_upload_bytes: 1 << 20,
-                max_total_upload_bytes: 2 << 20,
-                max_in_flight: 64,
-            },
-            stop_rx,
-        )
-        .await
-        .unwrap();
-        let owner = std::fs::read_to_string(dir.path().join(OWNER_TOKEN_FILE))
-            .unwrap()
-            .trim()
-            .to_string();
-        Api {
-            addr: server.addr,
-            daemon,
-            stop,
-            server,
-            dir,
-            owner,
-        }
-    }
-
-    async fn channel(&self) -> Channel {
-        Channel::from_shared(format!("http://{}", self.addr))
-            .unwrap()
-            .connect()
-            .await
-            .unwrap()
-    }
-
-    fn token(&self, role: Role, tenant: Option<&str>) -> String {
-        TokenStore::new(self.dir.path())
-            .add(role, tenant.map(str::to_string))
-            .unwrap()
-            .0
-    }
-
-    async fn stop(self) {
-        let _ = self.stop.send(true);
-        self.server.join().await;
-        self.daemon.shutdown().await;
-    }
-}
+use api_harness::Api;
 
 fn authed<T>(msg: T, token: &str) -> Request<T> {
     let mut r = Request::new(msg);
@@ -129,7 +56,7 @@ fn matmul_spec(size: &[usize]) -> pb::JobSpec {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn submit_watch_and_result_match_hearth_gpu_run() {
-    let api = Api::start(true, |_| {}).await;
+    let api = Api::start(|c| c.gpu.enabled = true, |_| {}).await;
     let tenant = api.token(Role::Tenant, Some("acme"));
     let mut jobs = JobsClient::new(api.channel().await);
     let job = jobs
@@ -242,10 +169,13 @@ fn hex_sha256(b: &[u8]) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_bad_request_gets_its_status_code_and_names_the_field() {
-    let api = Api::start(false, |c| {
-        c.jobs.limits.max_jobs_per_tenant = 2;
-        c.gpu.runner.limits.max_job_bytes = 8 << 10;
-    })
+    let api = Api::start(
+        |c| {
+            c.jobs.limits.max_jobs_per_tenant = 2;
+            c.gpu.runner.limits.max_job_bytes = 8 << 10;
+        },
+        |_| {},
+    )
     .await;
     let ch = api.channel().await;
     let mut control = ControlClient::new(ch.clone());
@@ -580,7 +510,7 @@ async fn every_bad_request_gets_its_status_code_and_names_the_field() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pagination_visits_every_job_once_and_tenants_see_their_own() {
-    let api = Api::start(false, |_| {}).await;
+    let api = Api::start(|_| {}, |_| {}).await;
     let ch = api.channel().await;
     let mut jobs = JobsClient::new(ch);
     let acme = api.token(Role::Tenant, Some("acme"));
@@ -654,7 +584,7 @@ async fn pagination_visits_every_job_once_and_tenants_see_their_own() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_and_reflection_answer_without_a_token() {
-    let api = Api::start(false, |_| {}).await;
+    let api = Api::start(|_| {}, |_| {}).await;
     let ch = api.channel().await;
     let mut health = tonic_health::pb::health_client::HealthClient::new(ch.clone());
     for service in ["", "hearth.v1.Control", "hearth.v1.Jobs"] {

@@ -8,6 +8,8 @@
 //! The metrics recorder is process-global: only `metrics_agree_with_get_status_over_grpc`
 //! installs it in this binary.
 
+mod api_harness;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -18,116 +20,24 @@ use tonic::metadata::MetadataValue;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig};
 use tonic::{Code, Request, Status};
 
-use hearth::api::auth::{Role, TokenStore, OWNER_TOKEN_FILE};
+use hearth::api::auth::{Role, TokenStore};
 use hearth::api::pb;
 use hearth::api::pb::control_client::ControlClient;
 use hearth::api::pb::jobs_client::JobsClient;
-use hearth::api::{ApiConfig, ApiError, ApiServer};
-use hearth::clock::Clock;
-use hearth::config::{Config, SourceConfig};
-use hearth::daemon::{spawn, DaemonHandle};
+use hearth::api::ApiError;
+use hearth::config::SourceConfig;
 use hearth::gpu::job::KernelSpec;
 use hearth::gpu::kernels::ElementwiseOp;
 use hearth::gpu::reference::synthetic_inputs;
 use hearth::gpu::tensor::Tensor;
+
+use api_harness::{api_config, config, daemon, owner_token, Api};
 
 /// A well-formed token that was never issued.
 const WRONG_TOKEN: &str = "hth_0000000000000000000000000000000000000000000000000000000000000000";
 
 /// Generous limit for anything that waits on the daemon.
 const PATIENCE: Duration = Duration::from_secs(120);
-
-/// The one place an `ApiConfig` is built (it may gain fields).
-fn api_config(data_dir: &Path, listen: SocketAddr) -> ApiConfig {
-    ApiConfig {
-        listen,
-        tls: None,
-        insecure: false,
-        data_dir: data_dir.to_path_buf(),
-        max_upload_bytes: 1 << 20,
-        max_total_upload_bytes: 2 << 20,
-        max_in_flight: 64,
-    }
-}
-
-/// A daemon with mining off, the GPU off, a cold simulated room at 30×, and its data dir.
-fn config(dir: &Path) -> Config {
-    let mut cfg = Config::default();
-    cfg.mining.enabled = false;
-    cfg.gpu.enabled = false;
-    cfg.simulation.speed = 30.0;
-    cfg.simulation.initial_celsius = 15.0;
-    cfg.jobs.data_dir = Some(dir.to_path_buf());
-    cfg
-}
-
-async fn daemon(cfg: Config) -> DaemonHandle {
-    let speed = cfg.simulation.speed;
-    spawn(cfg, Clock::starting_at(12.0 * 3600.0, 0, speed))
-        .await
-        .unwrap()
-}
-
-struct Api {
-    daemon: DaemonHandle,
-    addr: SocketAddr,
-    stop: tokio::sync::watch::Sender<bool>,
-    server: ApiServer,
-    dir: tempfile::TempDir,
-    owner: String,
-}
-
-impl Api {
-    async fn start(tweak: impl FnOnce(&mut Config), api: impl FnOnce(&mut ApiConfig)) -> Api {
-        let dir = tempfile::tempdir().unwrap();
-        let mut cfg = config(dir.path());
-        tweak(&mut cfg);
-        let daemon = daemon(cfg).await;
-        let mut acfg = api_config(dir.path(), "127.0.0.1:0".parse().unwrap());
-        api(&mut acfg);
-        let (stop, stop_rx) = tokio::sync::watch::channel(false);
-        let server = hearth::api::serve(daemon.client(), acfg, stop_rx)
-            .await
-            .unwrap();
-        let owner = owner_token(dir.path());
-        Api {
-            addr: server.addr,
-            daemon,
-            stop,
-            server,
-            dir,
-            owner,
-        }
-    }
-
-    async fn channel(&self) -> Channel {
-        Channel::from_shared(format!("http://{}", self.addr))
-            .unwrap()
-            .connect()
-            .await
-            .unwrap()
-    }
-
-    fn token(&self, role: Role, tenant: Option<&str>) -> String {
-        TokenStore::new(self.dir.path())
-            .add(role, tenant.map(str::to_string))
-            .unwrap()
-            .0
-    }
-
-    async fn stop(self) {
-        let _ = self.stop.send(true);
-        self.server.join().await;
-        self.daemon.shutdown().await;
-    }
-}
-
-fn owner_token(dir: &Path) -> String {
-    std::fs::read_to_string(dir.join(OWNER_TOKEN_FILE))
-        .unwrap()
-        .trim()
-        .to_string()
-}
 
 /// A request with `authorization: Bearer TOKEN`, or without the header.
 fn req<T>(msg: T, token: Option<&str>) -> Request<T> {
