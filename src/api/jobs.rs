@@ -117,7 +117,7 @@ impl pb::jobs_server::Jobs for JobsApi {
         let r = self.visible(&who, "name", &req.get_ref().name).await?;
         let id = r.id;
         let history = blocking(&self.daemon.store, move |s| s.transitions(id)).await?;
-        let mut job = job_to(&r, self.units_total(r.id));
+        let mut job = job_to(&r, self.units_total(id));
         job.history = history.iter().map(state_change_to).collect();
         Ok(Response::new(job))
     }
