@@ -210,13 +210,14 @@ fn print_status(s: &pb::Status, json: bool) -> Result<()> {
     }
     if let Some(m) = &s.mining {
         println!(
-            "  mining: {} {}  {:.2} MH/s  shares {} accepted, {} rejected, {} stale",
+            "  mining: {} {}  {:.2} MH/s  shares {} accepted, {} rejected, {} stale  kernel {}",
             m.pool,
             if m.connected { "up" } else { "down" },
             m.hashes_per_second / 1e6,
             m.shares_accepted,
             m.shares_rejected,
-            m.shares_stale
+            m.shares_stale,
+            m.hash_kernel
         );
     }
     if let Some(g) = &s.gpu {
@@ -272,7 +273,7 @@ fn status_json(s: &pb::Status) -> serde_json::Value {
         "mining": s.mining.as_ref().map(|m| serde_json::json!({
             "pool": m.pool, "connected": m.connected, "hashes_per_second": m.hashes_per_second,
             "shares_accepted": m.shares_accepted, "shares_rejected": m.shares_rejected,
-            "shares_stale": m.shares_stale, "earned": m.earned,
+            "shares_stale": m.shares_stale, "earned": m.earned, "hash_kernel": m.hash_kernel,
         })),
         "gpu": s.gpu.as_ref().map(|g| serde_json::json!({
             "adapter": g.adapter, "software": g.software, "utilisation": g.utilisation,

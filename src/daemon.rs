@@ -419,6 +419,11 @@ async fn start_mining(
         pools,
         ..ClientConfig::default()
     };
+    if m.asic.kernel.is_none() {
+        // The kernel is chosen by timing each one (about 0.1 s): do it on the blocking pool, so
+        // that the engine's start below finds the choice made.
+        let _ = tokio::task::spawn_blocking(crate::mining::sha256d::Kernel::best).await;
+    }
     let engine = MiningEngine::start(m.asic.clone(), client, Some(chips.clone()))
         .map_err(|e| DaemonError::Mining(e.to_string()))?;
     Ok((engine, local))

@@ -689,6 +689,7 @@ mod tests {
                 hashes_per_second: 2.5e6,
                 shares: Default::default(),
                 kernel: Kernel::Portable,
+                kernel_forced: false,
                 target_watts: 0.0,
                 power_watts: 0.0,
                 power_source: PowerSource::Modelled,

@@ -263,18 +263,31 @@ fn mine_scan_rejects_malformed_input_clearly() {
 }
 
 #[test]
-fn bench_hash_reports_every_supported_kernel_against_portable() {
+fn bench_hash_reports_every_supported_kernel_beside_the_one_stream_limit() {
+    use hearth::mining::sha256d::{CpuFeatures, Kernel};
     let v = json_of(hearth().args(["bench", "hash", "--seconds", "0.2", "--json"]));
-    let rows = v.as_array().unwrap();
-    assert_eq!(
-        rows.len(),
-        hearth::mining::sha256d::Kernel::supported().len()
-    );
+    let rows = v["kernels"].as_array().unwrap();
+    let names: Vec<&str> = rows.iter().map(|r| r["kernel"].as_str().unwrap()).collect();
+    let expect: Vec<&str> = Kernel::supported().iter().map(|k| k.name()).collect();
+    assert_eq!(names, expect);
     assert_eq!(rows[0]["kernel"], "portable");
     assert_eq!(rows[0]["ratio_to_portable"], 1.0);
-    assert!(rows
+    let limit = v["one_stream_limit_mhs"].as_f64().unwrap();
+    assert!(limit > 0.0, "{v}");
+    for r in rows {
+        let mhs = r["mhs_per_thread"].as_f64().unwrap();
+        assert!(mhs > 0.0, "{r}");
+        let ratio = r["ratio_to_limit"].as_f64().unwrap();
+        assert!((ratio - mhs / limit).abs() < 1e-9, "{r}");
+    }
+    assert!(expect.contains(&v["fastest"].as_str().unwrap()));
+    let features: Vec<&str> = v["features"]
+        .as_array()
+        .unwrap()
         .iter()
-        .all(|r| r["mhs_per_thread"].as_f64().unwrap() > 0.0));
+        .map(|f| f.as_str().unwrap())
+        .collect();
+    assert_eq!(features, CpuFeatures::detect().names());
 }
 
 #[test]

@@ -141,6 +141,15 @@ pub fn status_to(s: &Status) -> pb::Status {
         shares_rejected: m.shares.rejected.values().sum(),
         shares_stale: m.shares.stale,
         earned: acc.mining.earned,
+        hash_kernel: format!(
+            "{} ({})",
+            m.kernel.name(),
+            if m.kernel_forced {
+                "forced"
+            } else {
+                "fastest measured"
+            }
+        ),
     });
     let running_job = s
         .sched

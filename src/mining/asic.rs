@@ -33,7 +33,7 @@ pub struct AsicConfig {
     pub max_watts: f64,
     /// Duty-cycle slice, ms (1–50).
     pub slice_ms: u64,
-    /// Force a scan kernel; `None` picks the fastest this CPU supports.
+    /// Force a scan kernel; `None` picks the fastest this CPU supports, by measurement.
     pub kernel: Option<Kernel>,
     /// Temperature the chips cool towards, °C.
     pub ambient_celsius: f64,
@@ -104,9 +104,7 @@ impl AsicConfig {
             return bad("thermal_time_constant_seconds", "must be positive".into());
         }
         if let Some(k) = self.kernel {
-            if !k.is_supported() {
-                return Err(sha256d::ScanError::Unsupported(k, "see `hearth bench hash`").into());
-            }
+            k.check_on(&sha256d::CpuFeatures::detect())?;
         }
         Ok(())
     }
@@ -233,6 +231,8 @@ pub struct AsicStats {
     pub duty: f64,
     /// The kernel in use.
     pub kernel: Kernel,
+    /// Whether the configuration forced it (else it was measured fastest).
+    pub kernel_forced: bool,
     /// Per chip.
     pub chips: Vec<ChipStats>,
 }
@@ -307,6 +307,9 @@ const SLICES_KEPT: usize = 20;
 impl SoftwareAsic {
     /// Starts the chips, idle until given work and a rate. Found shares arrive on the receiver;
     /// chip temperatures go to `temperatures` for the safety supervisor.
+    ///
+    /// Without a forced kernel, the first start in a process times every kernel (about 0.1 s,
+    /// see [`Kernel::best`]): call it off async workers, or after that choice is made.
     pub fn start(
         cfg: AsicConfig,
         temperatures: Option<ChipTemperatures>,
@@ -482,6 +485,7 @@ impl AsicBackend for SoftwareAsic {
             power_source: PowerSource::Modelled,
             duty,
             kernel: self.shared.kernel,
+            kernel_forced: self.shared.cfg.kernel.is_some(),
             chips,
         }
     }

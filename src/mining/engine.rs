@@ -100,6 +100,7 @@ impl MiningEngine {
             hashes_per_second: a.hashes_per_second,
             shares: c.shares,
             kernel: a.kernel,
+            kernel_forced: a.kernel_forced,
             target_watts,
             power_watts: a.power_watts,
             power_source: a.power_source,
@@ -128,6 +129,8 @@ pub struct MiningStatus {
     pub shares: ShareCounters,
     /// The scan kernel in use.
     pub kernel: Kernel,
+    /// Whether the configuration forced it (else it was measured fastest at start-up).
+    pub kernel_forced: bool,
     /// Power the board was asked for, W.
     pub target_watts: f64,
     /// Power the board draws, W.

@@ -5,19 +5,30 @@
 //! dispatcher then checks each candidate against the full 256-bit target with the portable code,
 //! so every kernel gives identical results by construction, and a kernel can exit early on the
 //! top word alone.
+//!
+//! Which kernels exist is fixed at compile time (`target_arch`); which may run is read from the
+//! CPU once per process ([`CpuFeatures::detect`]); which one runs by default is measured
+//! ([`choose`]): every kernel the CPU supports is timed briefly and the fastest wins.
 
 #[cfg(target_arch = "x86_64")]
 mod avx2;
 #[cfg(target_arch = "x86_64")]
 mod avx512;
-mod portable;
+mod choose;
 #[cfg(target_arch = "x86_64")]
+mod lanes;
+mod portable;
 mod scalar;
 #[cfg(target_arch = "x86_64")]
 mod shani;
+#[cfg(target_arch = "x86_64")]
+mod shani_msg;
+
+pub use choose::{choose, KernelChoice, KernelTiming};
 
 use serde::{Deserialize, Serialize};
 use sha2::digest::generic_array::GenericArray;
+use std::sync::OnceLock;
 use thiserror::Error;
 
 use super::header::{sha256d, Target, HEADER_LEN};
@@ -31,22 +42,26 @@ pub const IV: [u32; 8] = [
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum Kernel {
-    /// `sha2::compress256`, two compressions per nonce (the baseline).
+    /// Plain scalar Rust, two compressions per nonce: the honest baseline (no CPU extension).
     Portable,
-    /// x86 SHA extensions, several nonces interleaved.
+    /// x86 SHA extensions for the rounds, message schedule on the SSE ALUs, four nonces
+    /// interleaved (suits CPUs with one slow SHA unit, such as Intel's).
     ShaNi,
+    /// x86 SHA extensions for the rounds and the message schedule, two nonces interleaved
+    /// (suits CPUs with cheap SHA message instructions, such as AMD Zen).
+    ShaNiMsg,
     /// AVX2, 8 nonces per instruction.
     Avx2,
     /// AVX-512, 16 nonces per instruction.
     Avx512,
 }
 
-/// A kernel that cannot run here.
+/// A kernel that cannot run here, or a range it cannot scan.
 #[derive(Debug, Error, PartialEq)]
 pub enum ScanError {
     /// The CPU lacks the kernel's instructions.
-    #[error("kernel {0:?} needs CPU features this machine lacks ({1})")]
-    Unsupported(Kernel, &'static str),
+    #[error("kernel {name} needs CPU features this machine lacks: {1}", name = .0.name())]
+    Unsupported(Kernel, String),
     /// The range runs past nonce 2^32 − 1.
     #[error("nonce range {start} + {count} runs past 2^32")]
     Range {
@@ -57,13 +72,75 @@ pub enum ScanError {
     },
 }
 
+/// The CPU features the scan kernels use, as this process may use them (CPU and OS support).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub struct CpuFeatures {
+    /// SSSE3 (byte shuffles).
+    pub ssse3: bool,
+    /// SSE4.1 (unsigned minimum).
+    pub sse41: bool,
+    /// The SHA extensions (`sha256rnds2`, `sha256msg1`, `sha256msg2`).
+    pub sha: bool,
+    /// AVX2.
+    pub avx2: bool,
+    /// AVX-512 Foundation.
+    pub avx512f: bool,
+}
+
+impl CpuFeatures {
+    /// No extension at all: only the portable kernel runs.
+    pub const NONE: CpuFeatures = CpuFeatures {
+        ssse3: false,
+        sse41: false,
+        sha: false,
+        avx2: false,
+        avx512f: false,
+    };
+
+    /// Reads this CPU's features once per process.
+    pub fn detect() -> CpuFeatures {
+        static FEATURES: OnceLock<CpuFeatures> = OnceLock::new();
+        *FEATURES.get_or_init(|| {
+            #[cfg(target_arch = "x86_64")]
+            {
+                CpuFeatures {
+                    ssse3: std::arch::is_x86_feature_detected!("ssse3"),
+                    sse41: std::arch::is_x86_feature_detected!("sse4.1"),
+                    sha: std::arch::is_x86_feature_detected!("sha"),
+                    avx2: std::arch::is_x86_feature_detected!("avx2"),
+                    avx512f: std::arch::is_x86_feature_detected!("avx512f"),
+                }
+            }
+            #[cfg(not(target_arch = "x86_64"))]
+            {
+                CpuFeatures::NONE
+            }
+        })
+    }
+
+    /// The features present, by their usual names.
+    pub fn names(&self) -> Vec<&'static str> {
+        [
+            (self.ssse3, "ssse3"),
+            (self.sse41, "sse4.1"),
+            (self.sha, "sha"),
+            (self.avx2, "avx2"),
+            (self.avx512f, "avx512f"),
+        ]
+        .into_iter()
+        .filter_map(|(on, name)| on.then_some(name))
+        .collect()
+    }
+}
+
 impl Kernel {
-    /// Every kernel, fastest first.
-    pub const ALL: [Kernel; 4] = [
-        Kernel::Avx512,
-        Kernel::Avx2,
-        Kernel::ShaNi,
+    /// Every kernel, in the order benchmarks list them (the baseline first).
+    pub const ALL: [Kernel; 5] = [
         Kernel::Portable,
+        Kernel::ShaNi,
+        Kernel::ShaNiMsg,
+        Kernel::Avx2,
+        Kernel::Avx512,
     ];
 
     /// The kernel's name on the command line and in tables.
@@ -71,39 +148,59 @@ impl Kernel {
         match self {
             Kernel::Portable => "portable",
             Kernel::ShaNi => "sha-ni",
+            Kernel::ShaNiMsg => "sha-ni-msg",
             Kernel::Avx2 => "avx2",
             Kernel::Avx512 => "avx512",
         }
     }
 
-    fn features(self) -> &'static str {
+    /// The CPU features the kernel is compiled for, by name.
+    pub fn needs(self) -> &'static [&'static str] {
         match self {
-            Kernel::Portable => "none",
-            Kernel::ShaNi => "sha, sse4.1",
-            Kernel::Avx2 => "avx2",
-            Kernel::Avx512 => "avx512f",
+            Kernel::Portable => &[],
+            Kernel::ShaNi | Kernel::ShaNiMsg => &["sha", "ssse3", "sse4.1"],
+            Kernel::Avx2 => &["avx2"],
+            Kernel::Avx512 => &["avx512f"],
         }
+    }
+
+    /// Whether a CPU with `f` can run the kernel (never true for an x86 kernel elsewhere).
+    pub fn runs_on(self, f: &CpuFeatures) -> bool {
+        if !cfg!(target_arch = "x86_64") && self != Kernel::Portable {
+            return false;
+        }
+        match self {
+            Kernel::Portable => true,
+            Kernel::ShaNi | Kernel::ShaNiMsg => f.sha && f.ssse3 && f.sse41,
+            Kernel::Avx2 => f.avx2,
+            Kernel::Avx512 => f.avx512f,
+        }
+    }
+
+    /// `Ok` if a CPU with `f` can run the kernel, else the error that names what is missing.
+    pub fn check_on(self, f: &CpuFeatures) -> Result<(), ScanError> {
+        if self.runs_on(f) {
+            return Ok(());
+        }
+        let have = f.names();
+        let missing: Vec<&str> = if cfg!(target_arch = "x86_64") {
+            self.needs()
+                .iter()
+                .copied()
+                .filter(|n| !have.contains(n))
+                .collect()
+        } else {
+            vec!["x86_64"]
+        };
+        Err(ScanError::Unsupported(self, missing.join(", ")))
     }
 
     /// Whether this CPU can run the kernel.
     pub fn is_supported(self) -> bool {
-        match self {
-            Kernel::Portable => true,
-            #[cfg(target_arch = "x86_64")]
-            Kernel::ShaNi => {
-                std::arch::is_x86_feature_detected!("sha")
-                    && std::arch::is_x86_feature_detected!("sse4.1")
-            }
-            #[cfg(target_arch = "x86_64")]
-            Kernel::Avx2 => std::arch::is_x86_feature_detected!("avx2"),
-            #[cfg(target_arch = "x86_64")]
-            Kernel::Avx512 => std::arch::is_x86_feature_detected!("avx512f"),
-            #[cfg(not(target_arch = "x86_64"))]
-            _ => false,
-        }
+        self.runs_on(&CpuFeatures::detect())
     }
 
-    /// The kernels this CPU supports, fastest first.
+    /// The kernels this CPU supports, baseline first.
     pub fn supported() -> Vec<Kernel> {
         Kernel::ALL
             .into_iter()
@@ -111,12 +208,9 @@ impl Kernel {
             .collect()
     }
 
-    /// The fastest kernel this CPU supports.
+    /// The fastest kernel this CPU supports, measured once per process (see [`choose`]).
     pub fn best() -> Kernel {
-        Kernel::supported()
-            .first()
-            .copied()
-            .unwrap_or(Kernel::Portable)
+        choose::measured().kernel
     }
 }
 
@@ -180,24 +274,23 @@ pub fn candidates(
             count: u64::from(count),
         });
     }
-    if !kernel.is_supported() {
-        return Err(ScanError::Unsupported(kernel, kernel.features()));
-    }
+    kernel.check_on(&CpuFeatures::detect())?;
+    let (m, t) = (&p.midstate, &p.tail);
     match kernel {
-        Kernel::Portable => portable::scan(&p.midstate, &p.tail, top_target, start, count, out),
-        // SAFETY: `is_supported` confirmed the CPU features each kernel is compiled for.
+        Kernel::Portable => portable::scan(m, t, top_target, start, count, out),
+        // SAFETY (each x86 arm): `check_on` confirmed that the CPU has every feature the kernel
+        // is compiled for (`Kernel::needs`).
         #[cfg(target_arch = "x86_64")]
-        Kernel::ShaNi => unsafe {
-            shani::scan(&p.midstate, &p.tail, top_target, start, count, out)
-        },
+        Kernel::ShaNi => unsafe { shani::scan(m, t, top_target, start, count, out) },
         #[cfg(target_arch = "x86_64")]
-        Kernel::Avx2 => unsafe { avx2::scan(&p.midstate, &p.tail, top_target, start, count, out) },
+        Kernel::ShaNiMsg => unsafe { shani_msg::scan(m, t, top_target, start, count, out) },
         #[cfg(target_arch = "x86_64")]
-        Kernel::Avx512 => unsafe {
-            avx512::scan(&p.midstate, &p.tail, top_target, start, count, out)
-        },
+        Kernel::Avx2 => unsafe { avx2::scan(m, t, top_target, start, count, out) },
+        #[cfg(target_arch = "x86_64")]
+        Kernel::Avx512 => unsafe { avx512::scan(m, t, top_target, start, count, out) },
+        // `check_on` refuses every x86 kernel on other architectures.
         #[cfg(not(target_arch = "x86_64"))]
-        _ => return Err(ScanError::Unsupported(kernel, "x86_64 only")),
+        _ => return Err(ScanError::Unsupported(kernel, "x86_64".into())),
     }
     Ok(())
 }
@@ -222,161 +315,4 @@ pub fn scan(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::mining::header::U256;
-    use rand::{rngs::StdRng, Rng, SeedableRng};
-
-    /// Every kernel the project's machine class (x86_64 with SHA-NI and AVX-512) must run. A
-    /// missing one fails the suite rather than being skipped.
-    fn kernels() -> Vec<Kernel> {
-        if cfg!(target_arch = "x86_64") {
-            for k in Kernel::ALL {
-                assert!(
-                    k.is_supported(),
-                    "{k:?} needs {}; this CPU lacks it",
-                    k.features()
-                );
-            }
-        }
-        Kernel::supported()
-    }
-
-    fn random_header(rng: &mut StdRng) -> Prepared {
-        let mut h = [0u8; HEADER_LEN];
-        rng.fill(&mut h[..]);
-        Prepared::new(&h)
-    }
-
-    /// The top word the slow, independent way: SHA-256d of the whole header.
-    fn top_word(p: &Prepared, nonce: u32) -> u32 {
-        let d = sha256d(&p.with_nonce(nonce));
-        u32::from_le_bytes([d[28], d[29], d[30], d[31]])
-    }
-
-    fn reference(p: &Prepared, top: u32, start: u32, count: u32) -> Vec<u32> {
-        (0..count)
-            .map(|i| start.wrapping_add(i))
-            .filter(|&n| top_word(p, n) <= top)
-            .collect()
-    }
-
-    /// A kernel's candidates; checks that it appends to `out` rather than overwriting it.
-    fn cands(k: Kernel, p: &Prepared, top: u32, start: u32, count: u32) -> Vec<u32> {
-        let mut out = vec![7];
-        candidates(k, p, top, start, count, &mut out).unwrap();
-        assert_eq!(out.remove(0), 7, "{k:?} overwrote its output");
-        out
-    }
-
-    #[test]
-    fn every_kernel_matches_the_reference_on_random_headers_ranges_and_targets() {
-        let ks = kernels();
-        let mut rng = StdRng::seed_from_u64(0x5ea1);
-        for _ in 0..4 {
-            let p = random_header(&mut rng);
-            for top in [0x1000_0000, 0x0100_0000, 0xf000_0000, rng.random()] {
-                for count in [0u32, 1, 2, 7, 8, 9, 15, 16, 17, 31, 33, 1000, 4099] {
-                    let start = rng.random_range(0..u32::MAX - 5000);
-                    let expect = reference(&p, top, start, count);
-                    for &k in &ks {
-                        assert_eq!(
-                            cands(k, &p, top, start, count),
-                            expect,
-                            "{k:?} {top:#x} {start} {count}"
-                        );
-                    }
-                }
-            }
-        }
-    }
-
-    #[test]
-    fn every_kernel_handles_the_end_of_the_nonce_space_and_extreme_targets() {
-        let ks = kernels();
-        let mut rng = StdRng::seed_from_u64(99);
-        let p = random_header(&mut rng);
-        for count in 1..=41u32 {
-            let start = u32::MAX - (count - 1);
-            let expect = reference(&p, 0x4000_0000, start, count);
-            for &k in &ks {
-                assert_eq!(
-                    cands(k, &p, 0x4000_0000, start, count),
-                    expect,
-                    "{k:?} {count}"
-                );
-            }
-        }
-        let all: Vec<u32> = (5000..5100).collect();
-        let own = top_word(&p, 5050);
-        for &k in &ks {
-            assert_eq!(cands(k, &p, u32::MAX, 5000, 100), all, "{k:?} max target");
-            assert_eq!(
-                cands(k, &p, 0, 5000, 100),
-                reference(&p, 0, 5000, 100),
-                "{k:?} zero"
-            );
-            // A target equal to a nonce's own top word includes it.
-            assert!(cands(k, &p, own, 5050, 1) == [5050], "{k:?} equality");
-        }
-    }
-
-    #[test]
-    fn near_target_edge_is_exact_for_every_kernel() {
-        let ks = kernels();
-        let mut rng = StdRng::seed_from_u64(7);
-        for _ in 0..20 {
-            let p = random_header(&mut rng);
-            let nonce: u32 = rng.random_range(100..u32::MAX - 100);
-            let hash = sha256d(&p.with_nonce(nonce));
-            let exact = Target(U256::from_le_bytes(&hash));
-            let mut below = exact.0;
-            // One less than the hash: the nonce must no longer qualify.
-            for limb in below.0.iter_mut() {
-                let (v, borrow) = limb.overflowing_sub(1);
-                *limb = v;
-                if !borrow {
-                    break;
-                }
-            }
-            for &k in &ks {
-                let at = scan(k, &p, &exact, nonce - 50, 100).unwrap();
-                assert!(at.iter().any(|f| f.nonce == nonce), "{k:?} missed the edge");
-                let under = scan(k, &p, &Target(below), nonce - 50, 100).unwrap();
-                assert!(
-                    under.iter().all(|f| f.nonce != nonce),
-                    "{k:?} took hash > target"
-                );
-            }
-        }
-    }
-
-    #[test]
-    fn genesis_nonce_is_found_by_every_kernel() {
-        let h: [u8; 80] = hex::decode("0100000000000000000000000000000000000000000000000000000000000000000000003ba3edfd7a7b12b27ac72c3e67768f617fc81bc3888a51323a9fb8aa4b1e5e4a29ab5f49ffff001d1dac2b7c").unwrap().try_into().unwrap();
-        let p = Prepared::new(&h);
-        let target = Target::from_nbits(0x1d00ffff).unwrap();
-        for k in kernels() {
-            let found = scan(k, &p, &target, 0x7c2b_0000, 0x10000).unwrap();
-            assert_eq!(
-                found.iter().map(|f| f.nonce).collect::<Vec<_>>(),
-                [0x7c2b_ac1d],
-                "{k:?}"
-            );
-            assert_eq!(
-                crate::mining::header::display_hash(&found[0].hash),
-                "000000000019d6689c085ae165831e934ff763ae46a2a6c172b3f1b60a8ce26f"
-            );
-        }
-    }
-
-    #[test]
-    fn ranges_past_the_last_nonce_are_rejected() {
-        let p = Prepared::new(&[0; HEADER_LEN]);
-        let mut out = Vec::new();
-        assert!(matches!(
-            candidates(Kernel::Portable, &p, 0, u32::MAX, 2, &mut out),
-            Err(ScanError::Range { .. })
-        ));
-    }
-}
+mod tests;

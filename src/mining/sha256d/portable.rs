@@ -1,34 +1,40 @@
-//! The portable kernel: two `sha2::compress256` calls per nonce from the header's midstate.
+//! The portable kernel: plain scalar SHA-256, two full compressions per nonce from the header's
+//! midstate. No CPU extension and no nonce-specific shortcut: the honest baseline the other
+//! kernels are compared with, and the kernel of any CPU that is not x86-64.
 
-use sha2::digest::generic_array::GenericArray;
-
+use super::scalar::{big_s0, big_s1, ch, maj, small_s0, small_s1, K};
 use super::IV;
 
-/// The second block of the first hash, with the nonce word left for the caller.
-pub(super) fn first_block(tail: &[u32; 3]) -> [u8; 64] {
-    let mut b = [0u8; 64];
-    for (i, w) in tail.iter().enumerate() {
-        b[i * 4..i * 4 + 4].copy_from_slice(&w.to_be_bytes());
+/// One SHA-256 compression of the 16-word block `w` into `state`.
+fn compress(state: &mut [u32; 8], block: &[u32; 16]) {
+    let mut w = [0u32; 64];
+    w[..16].copy_from_slice(block);
+    for t in 16..64 {
+        w[t] = small_s1(w[t - 2])
+            .wrapping_add(w[t - 7])
+            .wrapping_add(small_s0(w[t - 15]))
+            .wrapping_add(w[t - 16]);
     }
-    b[16] = 0x80;
-    b[62..64].copy_from_slice(&640u16.to_be_bytes());
-    b
-}
-
-/// The final SHA-256d state words of one nonce.
-pub(super) fn hash_state(midstate: &[u32; 8], block: &mut [u8; 64], nonce: u32) -> [u32; 8] {
-    block[12..16].copy_from_slice(&nonce.to_le_bytes());
-    let mut s1 = *midstate;
-    sha2::compress256(&mut s1, &[GenericArray::clone_from_slice(block)]);
-    let mut second = [0u8; 64];
-    for (i, w) in s1.iter().enumerate() {
-        second[i * 4..i * 4 + 4].copy_from_slice(&w.to_be_bytes());
+    let [mut a, mut b, mut c, mut d, mut e, mut f, mut g, mut h] = *state;
+    for t in 0..64 {
+        let t1 = h
+            .wrapping_add(big_s1(e))
+            .wrapping_add(ch(e, f, g))
+            .wrapping_add(K[t])
+            .wrapping_add(w[t]);
+        let t2 = big_s0(a).wrapping_add(maj(a, b, c));
+        h = g;
+        g = f;
+        f = e;
+        e = d.wrapping_add(t1);
+        d = c;
+        c = b;
+        b = a;
+        a = t1.wrapping_add(t2);
     }
-    second[32] = 0x80;
-    second[62..64].copy_from_slice(&256u16.to_be_bytes());
-    let mut s2 = IV;
-    sha2::compress256(&mut s2, &[GenericArray::clone_from_slice(&second)]);
-    s2
+    for (s, v) in state.iter_mut().zip([a, b, c, d, e, f, g, h]) {
+        *s = s.wrapping_add(v);
+    }
 }
 
 /// Scans `start .. start + count`, pushing nonces whose top word is ≤ `top_target`.
@@ -40,10 +46,24 @@ pub fn scan(
     count: u32,
     out: &mut Vec<u32>,
 ) {
-    let mut block = first_block(tail);
+    // The header's second block: bytes 64..80 and the padding of an 80-byte message.
+    let mut first = [0u32; 16];
+    first[..3].copy_from_slice(tail);
+    first[4] = 0x8000_0000;
+    first[15] = 640;
+    // The second hash's block: the 32-byte digest and the padding of a 32-byte message.
+    let mut second = [0u32; 16];
+    second[8] = 0x8000_0000;
+    second[15] = 256;
     for i in 0..count {
         let nonce = start.wrapping_add(i);
-        if hash_state(midstate, &mut block, nonce)[7].swap_bytes() <= top_target {
+        first[3] = nonce.swap_bytes();
+        let mut s1 = *midstate;
+        compress(&mut s1, &first);
+        second[..8].copy_from_slice(&s1);
+        let mut s2 = IV;
+        compress(&mut s2, &second);
+        if s2[7].swap_bytes() <= top_target {
             out.push(nonce);
         }
     }

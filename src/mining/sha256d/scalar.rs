@@ -1,7 +1,8 @@
-//! Scalar SHA-256 pieces shared by the SIMD kernels: round constants, the Σ/σ/Ch/Maj functions,
-//! a scalar round for per-call precomputation, and the nonce-independent part of the second
-//! hash's first round.
+//! Scalar SHA-256 pieces: round constants and the Σ/σ/Ch/Maj functions (used by the portable
+//! kernel), and for the SIMD kernels a scalar round for per-call precomputation and the
+//! nonce-independent part of the second hash's first round.
 
+#[cfg(target_arch = "x86_64")]
 use super::IV;
 
 /// SHA-256 round constants.
@@ -46,6 +47,7 @@ pub(super) const fn maj(a: u32, b: u32, c: u32) -> u32 {
     (a & b) ^ (a & c) ^ (b & c)
 }
 
+#[cfg(target_arch = "x86_64")]
 /// One scalar round on state `s` with `kw = K[i] + W[i]`.
 pub(super) fn scalar_round(s: &mut [u32; 8], kw: u32) {
     let [a, b, c, d, e, f, g, h] = *s;
@@ -57,18 +59,22 @@ pub(super) fn scalar_round(s: &mut [u32; 8], kw: u32) {
     *s = [t1.wrapping_add(t2), a, b, c, d.wrapping_add(t1), e, f, g];
 }
 
+#[cfg(target_arch = "x86_64")]
 /// Second hash, round 0 from the IV: the nonce-independent part of T1 (everything but W0).
 pub(super) const H2_T1: u32 = IV[7]
     .wrapping_add(big_s1(IV[4]))
     .wrapping_add(ch(IV[4], IV[5], IV[6]))
     .wrapping_add(K[0]);
+#[cfg(target_arch = "x86_64")]
 /// Second hash: `a` after round 0 is `W0 + H2_A1`.
 pub(super) const H2_A1: u32 = H2_T1
     .wrapping_add(big_s0(IV[0]))
     .wrapping_add(maj(IV[0], IV[1], IV[2]));
+#[cfg(target_arch = "x86_64")]
 /// Second hash: `e` after round 0 is `W0 + H2_E1`.
 pub(super) const H2_E1: u32 = H2_T1.wrapping_add(IV[3]);
 
+#[cfg(target_arch = "x86_64")]
 /// Everything about the header's second block that does not depend on the nonce, computed once
 /// per scan call by the SIMD kernels.
 pub(super) struct BlockConstants {
@@ -100,6 +106,7 @@ pub(super) struct BlockConstants {
     pub c32: u32,
 }
 
+#[cfg(target_arch = "x86_64")]
 /// Computes the nonce-independent constants of the header's second block.
 pub(super) fn block_constants(midstate: &[u32; 8], tail: &[u32; 3]) -> BlockConstants {
     let [t0, t1, t2] = *tail;
