@@ -14,13 +14,13 @@ use serde::{Deserialize, Serialize};
 use super::device::Gpu;
 use super::validate::{self, ResourceKind};
 
+mod template;
+
 /// WGSL sources, embedded at compile time.
 pub mod source {
-    /// The tuned matmul for CPU-type adapters (lavapipe): register-blocked, no workgroup memory,
-    /// A shared through subgroup broadcasts. Any M, N, K.
-    pub const MATMUL_CPU: &str = include_str!("../../shaders/matmul_cpu.wgsl");
-    /// Its vec4 fast path, for K and N multiples of 4.
-    pub const MATMUL_CPU_V4: &str = include_str!("../../shaders/matmul_cpu_v4.wgsl");
+    /// The template of the tuned matmuls for CPU-type adapters (lavapipe): register-blocked, no
+    /// workgroup memory, A shared through subgroup broadcasts; expanded per family member.
+    pub const MATMUL_CPU_TEMPLATE: &str = include_str!("../../shaders/matmul_cpu.tmpl.wgsl");
     /// The tuned matmul for GPUs: tiled in workgroup memory, register-blocked.
     pub const MATMUL_GPU: &str = include_str!("../../shaders/matmul_gpu.wgsl");
     /// One output per invocation: the baseline the tuned kernels are measured against.
@@ -430,6 +430,57 @@ pub enum MatmulVariant {
     Naive,
 }
 
+/// A member of the CPU-adapter matmul family: the parameters `shaders/matmul_cpu.tmpl.wgsl` is
+/// expanded with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct CpuMatmul {
+    /// The entry point (and kernel label).
+    entry: &'static str,
+    /// Output rows per workgroup, a multiple of 8 (A is shared by groups of 8 lanes).
+    rows: u32,
+    /// A and B are bound as vec4s: K and N must be multiples of 4.
+    vec4: bool,
+}
+
+impl CpuMatmul {
+    /// Lanes per workgroup.
+    const LANES: u32 = 64;
+    /// Contiguous output columns per lane (one vec4 accumulator per row).
+    const COLS_PER_LANE: u32 = 4;
+    /// [`MatmulVariant::Cpu`]: any M, N, K.
+    const ANY: Self = Self {
+        entry: "matmul_cpu",
+        rows: 24,
+        vec4: false,
+    };
+    /// [`MatmulVariant::CpuVec4`]: K and N multiples of 4.
+    const VEC4: Self = Self {
+        entry: "matmul_cpu_v4",
+        rows: 32,
+        vec4: true,
+    };
+
+    /// The WGSL of this member.
+    fn source(self) -> Result<String, KernelError> {
+        use template::Value::{Int, Str};
+        let elem = if self.vec4 { "vec4<f32>" } else { "f32" };
+        let params = [
+            ("ENTRY", Str(self.entry)),
+            ("ELEM", Str(elem)),
+            ("TM", Int(self.rows.into())),
+            ("WG", Int(Self::LANES.into())),
+            ("VEC4", Int(self.vec4.into())),
+        ];
+        template::expand(source::MATMUL_CPU_TEMPLATE, &params)
+            .map_err(|e| KernelError::Invalid(format!("{}: {e}", self.entry)))
+    }
+
+    /// (entry point, output rows, output columns) of one workgroup.
+    fn tile(self) -> (&'static str, u32, u32) {
+        (self.entry, self.rows, Self::LANES * Self::COLS_PER_LANE)
+    }
+}
+
 /// Every catalog kernel, built on one device.
 pub struct Catalog {
     /// Whether the CPU-adapter matmuls apply (a CPU adapter with subgroups of at least 8 lanes).
@@ -457,16 +508,16 @@ impl Catalog {
     pub fn new(gpu: &Gpu) -> Result<Self, KernelError> {
         let s = &gpu.summary;
         let cpu_matmul = s.software && s.subgroups && s.subgroup_min_size >= 8;
-        let cpu = |src, label| -> Result<Option<Kernel>, KernelError> {
+        let cpu = |m: CpuMatmul| -> Result<Option<Kernel>, KernelError> {
             Ok(match cpu_matmul {
-                true => Some(Kernel::new(gpu, src, label, false)?),
+                true => Some(Kernel::new(gpu, &m.source()?, m.entry, false)?),
                 false => None,
             })
         };
         Ok(Self {
             cpu_matmul,
-            matmul_cpu: cpu(source::MATMUL_CPU, "matmul_cpu")?,
-            matmul_cpu_v4: cpu(source::MATMUL_CPU_V4, "matmul_cpu_v4")?,
+            matmul_cpu: cpu(CpuMatmul::ANY)?,
+            matmul_cpu_v4: cpu(CpuMatmul::VEC4)?,
             matmul_gpu: Kernel::new(gpu, source::MATMUL_GPU, "matmul_gpu", false)?,
             matmul_naive: Kernel::new(gpu, source::MATMUL_NAIVE, "matmul_naive", false)?,
             elementwise: Kernel::new(gpu, source::ELEMENTWISE, "elementwise", false)?,
@@ -500,8 +551,8 @@ impl Catalog {
 /// The entry point and grid of one matmul dispatch over `rows` output rows of an M×N result.
 pub fn matmul_dispatch(v: MatmulVariant, n: u32, rows: u32) -> (&'static str, [u32; 3]) {
     let (entry, rows_per_wg, cols_per_wg) = match v {
-        MatmulVariant::Cpu => ("matmul_cpu", 24, 256),
-        MatmulVariant::CpuVec4 => ("matmul_cpu_v4", 32, 256),
+        MatmulVariant::Cpu => CpuMatmul::ANY.tile(),
+        MatmulVariant::CpuVec4 => CpuMatmul::VEC4.tile(),
         MatmulVariant::Gpu => ("matmul_gpu", 64, 64),
         MatmulVariant::Naive => ("matmul_naive", 16, 16),
     };
@@ -509,4 +560,51 @@ pub fn matmul_dispatch(v: MatmulVariant, n: u32, rows: u32) -> (&'static str, [u
         entry,
         [n.div_ceil(cols_per_wg), rows.div_ceil(rows_per_wg), 1],
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_matmul_family_expands_to_valid_wgsl() {
+        let storage = |read_only| ResourceKind::Storage { read_only };
+        for m in [CpuMatmul::ANY, CpuMatmul::VEC4] {
+            let src = m.source().unwrap();
+            let info = validate::validate_catalog(&src, m.entry).unwrap_or_else(|e| panic!("{e}"));
+            let entries: Vec<_> = info
+                .entry_points
+                .iter()
+                .map(|e| (e.name.as_str(), e.stage.as_str(), e.workgroup_size))
+                .collect();
+            assert_eq!(entries, [(m.entry, "Compute", [CpuMatmul::LANES, 1, 1])]);
+            let bindings: Vec<_> = info
+                .bindings
+                .iter()
+                .map(|b| (b.group, b.binding, b.kind.clone()))
+                .collect();
+            let expected = [
+                (0, 0, ResourceKind::Uniform),
+                (0, 1, storage(true)),
+                (0, 2, storage(true)),
+                (0, 3, storage(false)),
+            ];
+            assert_eq!(bindings, expected, "{}", m.entry);
+            let params = std::mem::size_of::<MatmulParams>() as u32;
+            assert_eq!(info.bindings[0].type_size, params, "{}", m.entry);
+        }
+    }
+
+    #[test]
+    fn cpu_matmul_dispatch_covers_its_tiles() {
+        // 64 lanes of 4 columns: 256 columns per workgroup; 24 or 32 rows.
+        assert_eq!(
+            matmul_dispatch(MatmulVariant::Cpu, 257, 25),
+            ("matmul_cpu", [2, 2, 1])
+        );
+        assert_eq!(
+            matmul_dispatch(MatmulVariant::CpuVec4, 256, 64),
+            ("matmul_cpu_v4", [1, 2, 1])
+        );
+    }
 }
