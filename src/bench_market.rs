@@ -382,7 +382,7 @@ async fn bench(args: &MarketBenchArgs) -> Result<Report> {
 
     // Every job's events, as they arrive.
     let seen = Arc::new(Mutex::new(Seen::default()));
-    let nc = hearth::market::client::connect(&url, None, "hearth bench events")
+    let nc = hearth::market::conn::connect(&url, None, "hearth bench events")
         .await?
         .client();
     let mut sub = nc

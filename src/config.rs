@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use thiserror::Error;
 
-use crate::mining::asic::AsicConfig;
+use crate::devices::software_asic::AsicConfig;
 use crate::mining::stratum::client::Endpoint;
 use crate::mining::stratum::pool::PoolConfig;
 use crate::sched::allocator::{Hysteresis, Mix};

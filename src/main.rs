@@ -954,13 +954,13 @@ fn bench(action: BenchAction) -> Result<()> {
             if !(minutes > 0.0 && minutes <= 24.0 * 60.0) {
                 bail!("--minutes must be in (0, 1440]");
             }
-            let cfg = hearth::mining::asic::AsicConfig {
+            let cfg = hearth::devices::software_asic::AsicConfig {
                 chips,
                 ..Default::default()
             };
             let rt = tokio::runtime::Runtime::new().context("starting the tokio runtime")?;
             let r = rt
-                .block_on(hearth::mining::bench::hashrate_agreement(
+                .block_on(hearth::devices::software_asic::bench::hashrate_agreement(
                     cfg,
                     minutes * 60.0,
                 ))
@@ -995,11 +995,11 @@ fn bench(action: BenchAction) -> Result<()> {
             chips,
             json,
         } => {
-            let cfg = hearth::mining::asic::AsicConfig {
+            let cfg = hearth::devices::software_asic::AsicConfig {
                 chips,
                 ..Default::default()
             };
-            let r = hearth::mining::bench::throttle_response(cfg, repeats.max(1))?;
+            let r = hearth::devices::software_asic::bench::throttle_response(cfg, repeats.max(1))?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&r)?);
                 return Ok(());

@@ -33,8 +33,8 @@ use thiserror::Error;
 use tokio::sync::watch;
 use tokio::time::MissedTickBehavior;
 
-use crate::daemon::{GpuState, Status};
 use crate::jobs::{JobId, JobState, JobStore, StoreError, Usage};
+use crate::status::{GpuState, Status};
 use crate::thermal::safety::TripKind;
 
 /// Where the exporter listens unless configured otherwise: Prometheus' port for hearth, loopback.

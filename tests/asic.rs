@@ -1,7 +1,8 @@
 //! The software ASIC with real threads and real SHA-256d. These tests run in real time (the ASIC
 //! is a hardware stand-in), but assert only on duty cycles, counts and hashes, never on durations.
 
-use hearth::mining::asic::{AsicBackend, AsicConfig, RateCommand, SoftwareAsic, Work};
+use hearth::devices::software_asic::{AsicConfig, SoftwareAsic};
+use hearth::mining::asic::{AsicBackend, RateCommand, Work};
 use hearth::mining::header::{sha256d, StratumJob, Target};
 use hearth::thermal::safety::ChipTemperatures;
 use std::sync::{Arc, Mutex, MutexGuard};

@@ -4,8 +4,9 @@
 
 use hearth::clock::Clock;
 use hearth::config::{Config, SourceConfig};
-use hearth::daemon::{spawn, DaemonHandle, Status};
+use hearth::daemon::{spawn, DaemonHandle};
 use hearth::power::DeadMan;
+use hearth::status::Status;
 use hearth::thermal::safety::{ChipReading, TripKind};
 use hearth::thermal::schedule::Override;
 use hearth::thermal::sensor::FileUnit;

@@ -3,10 +3,11 @@
 
 use hearth::clock::Clock;
 use hearth::config::Config;
-use hearth::daemon::{spawn, GpuState, Status};
+use hearth::daemon::spawn;
 use hearth::gpu::job::{GpuJob, KernelSpec};
 use hearth::gpu::reference::synthetic_inputs;
 use hearth::jobs::{JobSpec, Lease};
+use hearth::status::{GpuState, Status};
 use hearth::thermal::safety::ChipReading;
 use std::time::Duration;
 

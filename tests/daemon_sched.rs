@@ -6,11 +6,12 @@ use std::time::Duration;
 
 use hearth::clock::Clock;
 use hearth::config::Config;
-use hearth::daemon::{spawn, DaemonHandle, Status};
+use hearth::daemon::{spawn, DaemonHandle};
 use hearth::gpu::job::{GpuJob, KernelSpec};
 use hearth::gpu::reference::synthetic_inputs;
 use hearth::jobs::{JobId, JobSpec, JobState, Lease};
 use hearth::sched::allocator::Mix;
+use hearth::status::Status;
 
 fn config(dir: &std::path::Path) -> Config {
     let mut cfg = Config::default();

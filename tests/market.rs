@@ -452,7 +452,7 @@ async fn only_warm_demand_takes_work_redundancy_agrees_and_tampering_is_caught()
         })
         .unwrap();
     r.receipt.joules *= 10.0;
-    hearth::market::device::publish_event(c.jetstream(), job, EventKind::Completed { receipt: r })
+    hearth::market::conn::publish_event(c.jetstream(), job, EventKind::Completed { receipt: r })
         .await
         .unwrap();
     let out = market(
@@ -485,7 +485,7 @@ async fn only_warm_demand_takes_work_redundancy_agrees_and_tampering_is_caught()
         resumed_at: 0,
         finished_unix_ms: wire::now_unix_ms(),
     });
-    hearth::market::device::publish_event(
+    hearth::market::conn::publish_event(
         c.jetstream(),
         &red,
         EventKind::Completed { receipt: forged },

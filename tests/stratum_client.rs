@@ -2,7 +2,9 @@
 //! loopback, through disconnects, failover and clean jobs. Real time (network, threads); the
 //! tests wait on conditions with generous limits and assert on counts, never on durations.
 
-use hearth::mining::asic::{AsicBackend, AsicConfig, RateCommand};
+use hearth::devices::software_asic::AsicConfig;
+use hearth::devices::start_mining;
+use hearth::mining::asic::RateCommand;
 use hearth::mining::engine::MiningEngine;
 use hearth::mining::stratum::client::{ClientConfig, ClientStatus, Endpoint};
 use hearth::mining::stratum::pool::{LocalPool, PoolConfig};
@@ -49,7 +51,7 @@ fn engine(pools: Vec<Endpoint>) -> MiningEngine {
         chips: 1,
         ..AsicConfig::default()
     };
-    let e = MiningEngine::start(asic, client_config(pools), None).unwrap();
+    let e = start_mining(asic, client_config(pools), None).unwrap();
     e.asic.set_rate(RateCommand {
         rate: 1.0,
         valid_until: None,
@@ -331,7 +333,7 @@ async fn the_mining_engine_is_a_workload_that_cannot_run_below_idle() {
         chips: 1,
         ..AsicConfig::default()
     };
-    let e = MiningEngine::start(
+    let e = start_mining(
         asic.clone(),
         client_config(vec![endpoint(pool.addr())]),
         None,

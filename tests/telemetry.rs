@@ -10,11 +10,12 @@ use std::time::Duration;
 
 use hearth::clock::Clock;
 use hearth::config::Config;
-use hearth::daemon::{spawn, DaemonHandle, Status};
+use hearth::daemon::{spawn, DaemonHandle};
 use hearth::gpu::job::{GpuJob, KernelSpec};
 use hearth::gpu::kernels::ElementwiseOp;
 use hearth::gpu::tensor::Tensor;
 use hearth::jobs::{JobSpec, JobState, Lease};
+use hearth::status::Status;
 use hearth::telemetry::{self, TelemetryError, METRICS, WORKLOADS};
 use hearth::thermal::safety::{ChipReading, TripKind};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

@@ -8,7 +8,7 @@ use tonic::{Request, Response, Status as GrpcStatus};
 use super::auth::{Caller, Role};
 use super::convert::{invalid, mix_from, mix_to, status_to};
 use super::pb;
-use crate::daemon::{DaemonClient, DaemonError};
+use crate::ops::{DaemonClient, DaemonError};
 use crate::thermal::schedule::Override;
 
 /// The Control service over a running daemon.

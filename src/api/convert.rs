@@ -4,13 +4,13 @@ use prost_types::Timestamp;
 use tonic::Status as GrpcStatus;
 
 use super::pb;
-use crate::daemon::{GpuState, Status};
 use crate::gpu::job::{GpuJob, KernelSpec};
 use crate::gpu::kernels::ElementwiseOp;
 use crate::gpu::tensor::Tensor;
 use crate::jobs::store::{StoreError, Transition};
 use crate::jobs::{JobId, JobRecord, JobSpec, JobState, Lease};
 use crate::sched::allocator::Mix;
+use crate::status::{GpuState, Status};
 
 /// Largest inline input tensor, bytes.
 pub const MAX_INLINE_TENSOR_BYTES: usize = 4 << 20;

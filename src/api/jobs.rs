@@ -15,8 +15,8 @@ use super::convert::{
 };
 use super::pb;
 use super::uploads::Uploads;
-use crate::daemon::DaemonClient;
 use crate::jobs::{JobId, JobRecord, JobStore, ListFilter};
+use crate::ops::DaemonClient;
 
 /// Bytes per result chunk.
 const RESULT_CHUNK: usize = 1 << 20;

@@ -22,7 +22,7 @@ use tokio::task::JoinHandle;
 use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Identity, Server, ServerTlsConfig};
 
-use crate::daemon::DaemonClient;
+use crate::ops::DaemonClient;
 
 /// The generated protobuf messages and services.
 #[allow(missing_docs, clippy::all)]

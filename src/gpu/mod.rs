@@ -4,7 +4,8 @@
 //! `validate` checks WGSL with naga and bounds the loops of tenant shaders; `job` turns a job's
 //! tensors into buffers and ranges; `runner` runs jobs as bounded chunks paced by duty cycle;
 //! `tensor` is the tensor type with `.npy` I/O; `reference` holds the CPU references the tests
-//! compare against; `bench` is `hearth bench gpu`.
+//! compare against; `bench` is `hearth bench gpu`; `workload` is the runner as the scheduler
+//! sees it.
 
 pub mod bench;
 pub mod bound;
@@ -15,3 +16,4 @@ pub mod reference;
 pub mod runner;
 pub mod tensor;
 pub mod validate;
+pub mod workload;

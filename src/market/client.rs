@@ -8,7 +8,7 @@ use std::time::Duration;
 use async_nats::jetstream::{self, consumer::pull, consumer::DeliverPolicy};
 use tokio_stream::StreamExt;
 
-use super::device::publish_event;
+use super::conn::{connect, publish_event};
 use super::layout::{ensure_layout, event_subject, Layout, LayoutConfig, MarketError};
 use super::offer::{new_job_id, validate_job_id, MarketOffer};
 use super::receipt::SignedReceipt;
@@ -48,44 +48,6 @@ fn verify_err(job: &str, msg: String) -> MarketError {
         job: job.to_string(),
         msg,
     }
-}
-
-/// Connects to `url` (with a NATS `.creds` file if given) and opens the market's layout.
-pub async fn connect(
-    url: &str,
-    credentials: Option<&Path>,
-    name: &str,
-) -> Result<jetstream::Context, MarketError> {
-    let err = |e: Box<dyn std::error::Error + Send + Sync>| MarketError::JetStream {
-        what: format!("connecting to the market at {url}"),
-        source: e,
-    };
-    let mut opts = async_nats::ConnectOptions::new()
-        .name(name)
-        .connection_timeout(Duration::from_secs(5));
-    if let Some(c) = credentials {
-        opts = opts
-            .credentials_file(c)
-            .await
-            .map_err(|e| err(Box::new(e)))?;
-    }
-    let client = opts
-        .connect(server_addrs(url)?)
-        .await
-        .map_err(|e| err(Box::new(e)))?;
-    Ok(jetstream::new(client))
-}
-
-/// The servers of a comma-separated URL list (`nats://a:4222,nats://b:4222`).
-pub fn server_addrs(url: &str) -> Result<Vec<async_nats::ServerAddr>, MarketError> {
-    url.split(',')
-        .map(str::trim)
-        .filter(|u| !u.is_empty())
-        .map(|u| {
-            u.parse::<async_nats::ServerAddr>()
-                .map_err(|e| MarketError::Config(format!("market url {u:?}: {e}")))
-        })
-        .collect()
 }
 
 impl MarketClient {

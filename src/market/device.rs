@@ -22,11 +22,12 @@ use async_nats::jetstream::{self, consumer::PullConsumer, AckKind, Message};
 use tokio::sync::watch;
 use tokio_stream::StreamExt;
 
-use super::layout::{ensure_consumer, ensure_layout, event_subject, Layout, LayoutConfig};
+use super::conn::{connect, js_err, publish_event};
+use super::layout::{ensure_consumer, ensure_layout, Layout, LayoutConfig};
 use super::layout::{MarketError, DEVICES_BUCKET};
 use super::offer::MarketOffer;
 use super::receipt::{DeviceKey, Receipt};
-use super::wire::{self, DeviceInfo, Event, EventKind};
+use super::wire::{self, DeviceInfo, EventKind};
 use crate::gpu::job::{Checkpoint, GpuJob, JobError};
 use crate::gpu::runner::{GpuRunner, JobHandle, JobOutcome};
 use crate::gpu::tensor::digest;
@@ -264,7 +265,7 @@ impl Device {
     }
 
     async fn connect(&self) -> Result<Session, MarketError> {
-        let js = super::client::connect(
+        let js = connect(
             &self.cfg.url,
             self.cfg.credentials.as_deref(),
             &format!("hearth {}", self.key.device_id()),
@@ -764,31 +765,4 @@ impl Drop for AbortOnDrop {
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-fn js_err(what: &str, e: impl Into<async_nats::Error>) -> MarketError {
-    MarketError::JetStream {
-        what: what.to_string(),
-        source: e.into(),
-    }
-}
-
-/// Publishes an event on `market.events.<job>` and waits for the stream to store it.
-pub async fn publish_event(
-    js: &jetstream::Context,
-    job: &str,
-    kind: EventKind,
-) -> Result<(), MarketError> {
-    let ev = Event {
-        job_id: job.to_string(),
-        at_unix_ms: wire::now_unix_ms(),
-        kind,
-    };
-    let bytes = serde_json::to_vec(&ev).unwrap_or_default();
-    js.publish(event_subject(job), bytes.into())
-        .await
-        .map_err(|e| js_err("publishing an event", e))?
-        .await
-        .map_err(|e| js_err("storing an event", e))?;
-    Ok(())
 }

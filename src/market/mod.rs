@@ -5,10 +5,12 @@
 //! - [`wire`]: job events, device entries and the blob formats;
 //! - [`receipt`]: device keys and signed receipts;
 //! - [`device`]: the heater's side, a supervised task that takes offers while heat is wanted;
-//! - [`client`]: the tenant's side (submit, events, verified results, devices).
+//! - [`client`]: the tenant's side (submit, events, verified results, devices);
+//! - [`conn`]: connecting and publishing events, shared by both sides.
 
 pub mod client;
 pub mod config;
+pub mod conn;
 pub mod device;
 pub mod layout;
 pub mod offer;

@@ -6,10 +6,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::task::JoinHandle;
 
-use super::asic::{AsicBackend, AsicConfig, AsicError, PowerSource, RateCommand, SoftwareAsic};
+use super::asic::{AsicBackend, AsicError, FoundShare, PowerSource, RateCommand};
 use super::sha256d::Kernel;
 use super::stratum::client::{ClientConfig, ClientError, ShareCounters, StratumClient};
-use crate::thermal::safety::ChipTemperatures;
 
 /// Why the engine could not start.
 #[derive(Debug, thiserror::Error)]
@@ -25,22 +24,20 @@ pub enum EngineError {
 /// A running mining engine.
 pub struct MiningEngine {
     /// The ASIC (for rate commands and stats).
-    pub asic: Arc<SoftwareAsic>,
+    pub asic: Arc<dyn AsicBackend>,
     /// The pool client (for status).
     pub client: StratumClient,
     work_task: JoinHandle<()>,
 }
 
 impl MiningEngine {
-    /// Starts the ASIC and the client and wires them together.
+    /// Starts the client and wires it to a started ASIC, whose found shares arrive on `found`.
     pub fn start(
-        asic_cfg: AsicConfig,
+        asic: Arc<dyn AsicBackend>,
+        found: std::sync::mpsc::Receiver<FoundShare>,
         client_cfg: ClientConfig,
-        temperatures: Option<ChipTemperatures>,
     ) -> Result<Self, EngineError> {
         let client = StratumClient::start(client_cfg)?;
-        let (asic, found) = SoftwareAsic::start(asic_cfg, temperatures)?;
-        let asic = Arc::new(asic);
         // Found shares: the ASIC's chip threads → the client's task.
         let shares = client.share_sender();
         std::thread::Builder::new()
@@ -75,8 +72,9 @@ impl MiningEngine {
     /// Runs the board at the power target (`watts`, clamped to its envelope) until `valid_for`
     /// from now; without a fresh call by then it switches off (the dead-man timer).
     pub fn follow(&self, watts: f64, valid_for: Duration) -> f64 {
-        let target = watts.clamp(0.0, self.asic.config().max_watts);
-        let rate = self.asic.rate_for_watts(target);
+        let range = self.asic.power_range();
+        let target = watts.clamp(0.0, range.max_watts);
+        let rate = range.rate_for_watts(target);
         // An unbounded deadline (a target that never expires) cannot overflow the clock.
         self.asic.set_rate(RateCommand {
             rate,

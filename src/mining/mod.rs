@@ -1,4 +1,6 @@
-//! The Bitcoin side: block headers, SHA-256d scan kernels and the (software) ASIC.
+//! The Bitcoin side: block headers, SHA-256d scan kernels, the ASIC seam and the mining engine.
+//!
+//! Architecture Invariant: nothing here names a device; the ASIC drivers live in `devices/`.
 
 pub mod asic;
 pub mod bench;
@@ -6,3 +8,4 @@ pub mod engine;
 pub mod header;
 pub mod sha256d;
 pub mod stratum;
+pub mod workload;

@@ -3,7 +3,8 @@
 //!
 //! It owns the allocator, the mix in force and the accountant. It reads the workloads only
 //! through the [`Workload`] trait (envelope, work, actual power: no I/O), the job queue only
-//! through the [`QueueSummary`] the job executor publishes, and mining only through its status.
+//! through the [`QueueSummary`] the job executor publishes, and mining only through the
+//! [`AcceptedShares`] its status reports.
 //! It never waits on anything: the control loop calls [`Scheduler::tick`] every tick.
 
 use std::collections::BTreeMap;
@@ -14,8 +15,17 @@ use serde::Serialize;
 use super::accounting::{Accountant, Accounts, Sample};
 use super::allocator::{Allocation, Allocator, Envelope, Hysteresis, Inputs, Mix, Preferred};
 use super::workload::Workload;
-use crate::mining::engine::MiningStatus;
 use crate::power::PowerTarget;
+
+/// The shares a pool accepted since the mining engine started: all the scheduler knows of
+/// mining (it accounts the value they earn).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct AcceptedShares {
+    /// Shares accepted.
+    pub count: u64,
+    /// Their summed difficulty.
+    pub work: f64,
+}
 
 /// The workloads the heater has; a missing one gets no budget.
 #[derive(Clone, Default)]
@@ -198,7 +208,7 @@ impl Scheduler {
         now_s: f64,
         budget: PowerTarget,
         queue: &QueueSummary,
-        mining: Option<&MiningStatus>,
+        shares: Option<AcceptedShares>,
     ) -> (Targets, SchedStatus) {
         let w = &self.workloads;
         let env = |x: &Option<Arc<dyn Workload>>| x.as_ref().map_or(NONE, |x| x.envelope());
@@ -250,7 +260,7 @@ impl Scheduler {
             resistive,
             total: asic + gpu + resistive,
         };
-        self.account(now_s, &actual, queue, mining);
+        self.account(now_s, &actual, queue, shares);
         let mut accounts = self.accountant.accounts.clone();
         for (id, u) in &queue.usage {
             let a = accounts.jobs.entry(*id).or_default();
@@ -274,12 +284,12 @@ impl Scheduler {
         now_s: f64,
         actual: &PowerSplit,
         queue: &QueueSummary,
-        mining: Option<&MiningStatus>,
+        shares: Option<AcceptedShares>,
     ) {
         // Shares accepted since the last tick (counters restart with the engine).
-        let new_shares = match mining {
-            Some(m) => {
-                let now = (m.shares.accepted, m.shares.accepted_work);
+        let new_shares = match shares {
+            Some(s) => {
+                let now = (s.count, s.work);
                 let d = match self.last_shares {
                     Some((n, w)) if n <= now.0 => (now.0 - n, (now.1 - w).max(0.0)),
                     _ => now,

@@ -8,3 +8,4 @@ pub mod room;
 pub mod safety;
 pub mod schedule;
 pub mod sensor;
+pub mod time;

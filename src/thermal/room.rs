@@ -7,8 +7,7 @@ use serde::{Deserialize, Serialize};
 use std::path::Path;
 use thiserror::Error;
 
-/// Seconds in a day.
-pub const DAY_SECONDS: f64 = 86_400.0;
+use super::time::{seconds_of_day, DAY_SECONDS};
 
 /// Thermal parameters of a room (the air node, plus an optional wall node).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -274,7 +273,7 @@ pub struct Disturbance {
 impl Disturbance {
     /// Start and end, in seconds since midnight of the first day; `None` if `at` is not `HH:MM`.
     pub fn window_seconds(&self) -> Option<(f64, f64)> {
-        let tod = crate::thermal::schedule::parse_time_of_day(&self.at).ok()?;
+        let tod = seconds_of_day(&self.at)?;
         let start = f64::from(self.day.max(1) - 1) * DAY_SECONDS + tod;
         Some((start, start + self.duration_minutes * 60.0))
     }

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use thiserror::Error;
 
-use super::room::DAY_SECONDS;
+use super::time::{seconds_of_day, DAY_SECONDS};
 
 /// Lowest setpoint a user may set, °C.
 pub const MIN_SETPOINT_CELSIUS: f64 = 5.0;
@@ -104,13 +104,7 @@ pub fn check_setpoint(celsius: f64) -> Result<f64, ScheduleError> {
 
 /// Parses `HH:MM` into seconds after midnight.
 pub fn parse_time_of_day(s: &str) -> Result<f64, ScheduleError> {
-    let bad = || ScheduleError::BadTime(s.to_string());
-    let (h, m) = s.trim().split_once(':').ok_or_else(bad)?;
-    let (h, m): (u32, u32) = (h.parse().map_err(|_| bad())?, m.parse().map_err(|_| bad())?);
-    if m >= 60 || h > 24 || (h == 24 && m != 0) {
-        return Err(bad());
-    }
-    Ok(f64::from(h * 3600 + m * 60))
+    seconds_of_day(s).ok_or_else(|| ScheduleError::BadTime(s.to_string()))
 }
 
 fn day_index(name: &str) -> Option<u8> {

@@ -1,0 +1,43 @@
+//! Hardware (and its simulations) behind the engines' seams.
+//!
+//! Each device kind lives in its own module here and implements one small trait that an engine
+//! or the scheduler owns: a hashing board implements [`crate::mining::asic::AsicBackend`], a
+//! switched load implements [`crate::sched::workload::Workload`]. The engines never name a
+//! device; the daemon's wiring builds the device the config describes ([`start_asic`]) and hands
+//! it to its engine. Adding a device kind touches this folder and the config's kind enum only.
+//! Only a device's own module knows its wire format (CGMiner API, AxeOS REST, gRPC, MQTT).
+//!
+//! - [`software_asic`]: threads that compute real SHA-256d, with a power and chip model;
+//! - [`resistive`]: the resistive element, a load that draws exactly its target.
+
+pub mod resistive;
+pub mod software_asic;
+
+use std::sync::mpsc;
+use std::sync::Arc;
+
+use crate::mining::asic::{AsicBackend, AsicError, FoundShare};
+use crate::mining::engine::{EngineError, MiningEngine};
+use crate::mining::stratum::client::ClientConfig;
+use crate::thermal::safety::ChipTemperatures;
+use software_asic::{AsicConfig, SoftwareAsic};
+
+/// Starts the ASIC `cfg` describes; its found shares arrive on the receiver and its chip
+/// temperatures go to `temperatures`.
+pub fn start_asic(
+    cfg: AsicConfig,
+    temperatures: Option<ChipTemperatures>,
+) -> Result<(Arc<dyn AsicBackend>, mpsc::Receiver<FoundShare>), AsicError> {
+    let (asic, found) = SoftwareAsic::start(cfg, temperatures)?;
+    Ok((Arc::new(asic), found))
+}
+
+/// Starts the ASIC `asic` describes and a mining engine that feeds it from the pools in `client`.
+pub fn start_mining(
+    asic: AsicConfig,
+    client: ClientConfig,
+    temperatures: Option<ChipTemperatures>,
+) -> Result<MiningEngine, EngineError> {
+    let (asic, found) = start_asic(asic, temperatures)?;
+    MiningEngine::start(asic, found, client)
+}
