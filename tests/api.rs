@@ -2,12 +2,11 @@
 //! the digest of `hearth gpu run`; the error contract, one row per case; role enforcement;
 //! pagination; health and reflection.
 
-mod api_harness;
+mod common;
 
 use std::time::Duration;
 
 use tokio_stream::StreamExt;
-use tonic::metadata::MetadataValue;
 use tonic::{Code, Request};
 
 use hearth::api::auth::Role;
@@ -18,25 +17,8 @@ use hearth::gpu::job::KernelSpec;
 use hearth::gpu::reference::synthetic_inputs;
 use hearth::gpu::tensor::Tensor;
 
-use api_harness::Api;
-
-fn authed<T>(msg: T, token: &str) -> Request<T> {
-    let mut r = Request::new(msg);
-    r.metadata_mut().insert(
-        "authorization",
-        MetadataValue::try_from(format!("Bearer {token}")).unwrap(),
-    );
-    r
-}
-
-fn tensor(t: &Tensor) -> pb::TensorInput {
-    pb::TensorInput {
-        source: Some(pb::tensor_input::Source::Inline(pb::Tensor {
-            shape: t.shape.iter().map(|&d| d as u64).collect(),
-            data: t.le_bytes(),
-        })),
-    }
-}
+use common::api::{authed, hex_sha256, inline, Api};
+use common::bin::hearth;
 
 fn matmul_spec(size: &[usize]) -> pb::JobSpec {
     let inputs = synthetic_inputs(&KernelSpec::Matmul, size, 1).unwrap();
@@ -44,7 +26,7 @@ fn matmul_spec(size: &[usize]) -> pb::JobSpec {
         kernel: Some(pb::Kernel {
             kind: Some(pb::kernel::Kind::Matmul(pb::MatmulKernel {})),
         }),
-        inputs: inputs.iter().map(tensor).collect(),
+        inputs: inputs.iter().map(inline).collect(),
         lease: Some(pb::Lease {
             tenant: String::new(),
             price_per_gpu_second: 0.01,
@@ -117,7 +99,7 @@ async fn submit_watch_and_result_match_hearth_gpu_run() {
     // The receipt is the SHA-256 of the outputs' bytes, and equals `hearth gpu run`'s.
     let digest = hex_sha256(&bytes);
     assert_eq!(first.digest, digest);
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hearth"))
+    let out = hearth()
         .args(["gpu", "run", "matmul", "--size", "96,80,72"])
         .output()
         .unwrap();
@@ -160,11 +142,6 @@ async fn submit_watch_and_result_match_hearth_gpu_run() {
         .collect();
     assert!(times.windows(2).all(|w| w[0] <= w[1]), "{times:?}");
     api.stop().await;
-}
-
-fn hex_sha256(b: &[u8]) -> String {
-    use sha2::Digest;
-    hex::encode(sha2::Sha256::digest(b))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -274,7 +251,7 @@ async fn every_bad_request_gets_its_status_code_and_names_the_field() {
     case!(
         "shapes that do not fit the kernel",
         jobs.submit_job(authed(
-            with(&|s| s.inputs[1] = tensor(&Tensor::new(vec![5, 8], vec![0.0; 40]).unwrap())),
+            with(&|s| s.inputs[1] = inline(&Tensor::new(vec![5, 8], vec![0.0; 40]).unwrap())),
             &owner
         )),
         Code::InvalidArgument,

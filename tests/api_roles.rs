@@ -8,17 +8,15 @@
 //! The metrics recorder is process-global: only `metrics_agree_with_get_status_over_grpc`
 //! installs it in this binary.
 
-mod api_harness;
+mod common;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_stream::StreamExt;
-use tonic::metadata::MetadataValue;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig};
-use tonic::{Code, Request, Status};
+use tonic::{Code, Status};
 
 use hearth::api::auth::{Role, TokenStore};
 use hearth::api::pb;
@@ -31,34 +29,16 @@ use hearth::gpu::kernels::ElementwiseOp;
 use hearth::gpu::reference::synthetic_inputs;
 use hearth::gpu::tensor::Tensor;
 
-use api_harness::{api_config, config, daemon, owner_token, Api};
+use common::api::{api_config, config, hex_sha256, inline, owner_token, req, Api};
+use common::bin::{free_port, hearth};
+use common::daemon::spawn_at_noon;
+use common::prom::{scrape, Scrape};
 
 /// A well-formed token that was never issued.
 const WRONG_TOKEN: &str = "hth_0000000000000000000000000000000000000000000000000000000000000000";
 
 /// Generous limit for anything that waits on the daemon.
 const PATIENCE: Duration = Duration::from_secs(120);
-
-/// A request with `authorization: Bearer TOKEN`, or without the header.
-fn req<T>(msg: T, token: Option<&str>) -> Request<T> {
-    let mut r = Request::new(msg);
-    if let Some(t) = token {
-        r.metadata_mut().insert(
-            "authorization",
-            MetadataValue::try_from(format!("Bearer {t}")).unwrap(),
-        );
-    }
-    r
-}
-
-fn inline(t: &Tensor) -> pb::TensorInput {
-    pb::TensorInput {
-        source: Some(pb::tensor_input::Source::Inline(pb::Tensor {
-            shape: t.shape.iter().map(|&d| d as u64).collect(),
-            data: t.le_bytes(),
-        })),
-    }
-}
 
 fn uploaded(name: &str) -> pb::TensorInput {
     pb::TensorInput {
@@ -94,11 +74,6 @@ fn add_job(inputs: Vec<pb::TensorInput>, tenant: &str) -> pb::SubmitJobRequest {
 fn tiny_job(tenant: &str) -> pb::SubmitJobRequest {
     let t = Tensor::new(vec![4], vec![1.0, 2.0, 3.0, 4.0]).unwrap();
     add_job(vec![inline(&t), inline(&t)], tenant)
-}
-
-fn hex_sha256(b: &[u8]) -> String {
-    use sha2::Digest;
-    hex::encode(sha2::Sha256::digest(b))
 }
 
 /// Polls `f` every 100 ms until it gives `Some`, or panics after `PATIENCE`.
@@ -900,7 +875,7 @@ async fn uploaded_tensors_over_the_inline_limit_give_hearth_gpu_runs_digest() {
     assert_eq!(bytes.len(), N * 4);
     assert_eq!(digest, hex_sha256(&bytes));
     assert_eq!(done.result_digest, digest);
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hearth"))
+    let out = hearth()
         .args(["gpu", "run", "add", "--size", &N.to_string()])
         .output()
         .unwrap();
@@ -1019,7 +994,7 @@ async fn tls_status(port: u16, ca: &Path, token: Option<&str>) -> Result<pb::Sta
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_serves_trusting_clients_and_non_loopback_needs_tls_or_insecure() {
     let dir = tempfile::tempdir().unwrap();
-    let d = daemon(config(dir.path())).await;
+    let d = spawn_at_noon(config(dir.path())).await;
     let (stop, stop_rx) = tokio::sync::watch::channel(false);
     let any: SocketAddr = "0.0.0.0:0".parse().unwrap();
 
@@ -1088,37 +1063,6 @@ async fn tls_serves_trusting_clients_and_non_loopback_needs_tls_or_insecure() {
     d.shutdown().await;
 }
 
-/// A port nothing listens on (bound, read, released).
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
-}
-
-/// `GET /metrics`: series (`name{labels}` as rendered) → value.
-async fn scrape(port: u16) -> std::collections::BTreeMap<String, f64> {
-    let mut conn = tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .unwrap();
-    conn.write_all(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
-        .await
-        .unwrap();
-    let mut raw = Vec::new();
-    tokio::time::timeout(Duration::from_secs(10), conn.read_to_end(&mut raw))
-        .await
-        .expect("scrape timed out")
-        .unwrap();
-    let text = String::from_utf8(raw).unwrap();
-    let (head, body) = text.split_once("\r\n\r\n").expect("an HTTP response");
-    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-    body.lines()
-        .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
-        .map(|l| {
-            let (series, v) = l.rsplit_once(' ').expect("sample line");
-            (series.to_string(), v.parse().expect("a value"))
-        })
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_agree_with_get_status_over_grpc() {
     let port = free_port();
@@ -1164,7 +1108,7 @@ async fn metrics_agree_with_get_status_over_grpc() {
                 let before = status(&control, &owner).await;
                 let m = scrape(port).await;
                 let after = status(&control, &owner).await;
-                let ticks = m.get("hearth_control_ticks_total").copied();
+                let ticks = m.value("hearth_control_ticks_total");
                 (before.tick == after.tick
                     && ticks == Some(before.tick as f64 + 1.0)
                     && want_setpoint.is_none_or(|sp| before.setpoint_celsius == sp))
@@ -1172,11 +1116,8 @@ async fn metrics_agree_with_get_status_over_grpc() {
             }
         })
     };
-    let compare = |s: &pb::Status, m: &std::collections::BTreeMap<String, f64>| {
-        let get = |k: &str| {
-            *m.get(k)
-                .unwrap_or_else(|| panic!("{k} not scraped: {m:#?}"))
-        };
+    let compare = |s: &pb::Status, m: &Scrape| {
+        let get = |k: &str| m.get(k);
         assert_eq!(get("hearth_setpoint_celsius"), s.setpoint_celsius);
         assert_eq!(Some(get("hearth_room_temperature_celsius")), s.room_celsius);
         assert_eq!(

@@ -3,43 +3,25 @@
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
-fn hearth() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_hearth"))
-}
-
-/// Runs a command that must succeed and print JSON; returns the JSON.
-fn json_of(cmd: &mut Command) -> serde_json::Value {
-    let out = cmd.output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
+mod common;
+use common::bin::{free_addr, hearth, json_of, ok, run_out, sha256_line};
+use common::serve::{serve, sigterm, wait_exit, Daemon};
 
 #[test]
 fn serve_logs_budget_room_and_accepted_shares_and_stops_cleanly_on_sigterm() {
-    let mut child = hearth()
-        .args([
-            "serve",
-            "--sim-speed",
-            "50",
-            "--listen",
-            "127.0.0.1:0",
-            "--data-dir",
-        ])
-        .arg(tempfile::tempdir().unwrap().keep())
-        .arg("--metrics-listen")
-        .arg(free_addr())
-        .env("HEARTH_CONTROL__LOG_EVERY_TICKS", "1")
-        // A cold room wants heat whatever the hour; an easy pool finds shares fast.
-        .env("HEARTH_SIMULATION__INITIAL_CELSIUS", "15")
-        .env("HEARTH_MINING__LOCAL_POOL__INITIAL_DIFFICULTY", "0.0005")
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = serve(
+        "50",
+        "127.0.0.1:0",
+        &tempfile::tempdir().unwrap().keep(),
+        &free_addr(),
+    )
+    .env("HEARTH_CONTROL__LOG_EVERY_TICKS", "1")
+    // A cold room wants heat whatever the hour; an easy pool finds shares fast.
+    .env("HEARTH_SIMULATION__INITIAL_CELSIUS", "15")
+    .env("HEARTH_MINING__LOCAL_POOL__INITIAL_DIFFICULTY", "0.0005")
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
     // Watchdog: a daemon that misbehaves is killed, so the test fails instead of hanging (and
     // never leaves an orphan hashing on the machine).
     let pid = child.id().to_string();
@@ -77,11 +59,7 @@ fn serve_logs_budget_room_and_accepted_shares_and_stops_cleanly_on_sigterm() {
         ticks >= 3 && accepted,
         "no accepted share logged: {seen:#?}"
     );
-    let kill = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(kill.success());
+    sigterm(&child);
     let rest: Vec<String> = lines.map_while(Result::ok).collect();
     let status = child.wait().unwrap();
     let _ = done_tx.send(());
@@ -100,16 +78,11 @@ fn print_default_is_a_valid_config() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("hearth.toml");
     std::fs::write(&path, &out.stdout).unwrap();
-    let check = hearth()
+    ok(&hearth()
         .args(["config", "check", "--config"])
         .arg(&path)
         .output()
-        .unwrap();
-    assert!(
-        check.status.success(),
-        "{}",
-        String::from_utf8_lossy(&check.stderr)
-    );
+        .unwrap());
 }
 
 #[test]
@@ -310,12 +283,7 @@ fn gpu_run_reads_and_writes_npy_and_checks_against_the_cpu() {
         .arg(&out)
         .output()
         .unwrap();
-    let stdout = String::from_utf8_lossy(&run.stdout);
-    assert!(
-        run.status.success(),
-        "{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
+    let stdout = ok(&run);
     assert!(stdout.contains("sha256: "), "{stdout}");
     let diff: f32 = stdout
         .lines()
@@ -329,18 +297,13 @@ fn gpu_run_reads_and_writes_npy_and_checks_against_the_cpu() {
 
     // The output fed back as input: softmax of C, row sums 1.
     let probs = dir.path().join("p.npy");
-    let run = hearth()
+    ok(&hearth()
         .args(["gpu", "run", "softmax", "--input"])
         .arg(&out)
         .arg("--output")
         .arg(&probs)
         .output()
-        .unwrap();
-    assert!(
-        run.status.success(),
-        "{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
+        .unwrap());
     let p = hearth::gpu::tensor::Tensor::from_npy(&std::fs::read(&probs).unwrap()).unwrap();
     for row in p.data.chunks(3) {
         assert!((row.iter().sum::<f32>() - 1.0).abs() < 1e-5);
@@ -386,12 +349,6 @@ fn gpu_run_rejects_invalid_wgsl_with_naga_s_message() {
     );
 }
 
-/// A loopback address with a port free right now.
-fn free_addr() -> String {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().to_string()
-}
-
 #[test]
 fn the_readme_sample_config_is_valid() {
     let readme = include_str!("../README.md");
@@ -403,17 +360,11 @@ fn the_readme_sample_config_is_valid() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("hearth.toml");
     std::fs::write(&path, &readme[start..end]).unwrap();
-    let out = hearth()
+    let text = ok(&hearth()
         .args(["config", "check", "--config"])
         .arg(&path)
         .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8_lossy(&out.stdout);
+        .unwrap());
     assert!(
         text.contains("w1_slave") && text.contains("/var/lib/hearth"),
         "{text}"
@@ -427,25 +378,13 @@ fn cli_commands_drive_a_running_daemon_and_sigterm_ends_open_streams() {
     let dir = tempfile::tempdir().unwrap();
     let addr = free_addr();
     let url = format!("http://{addr}");
-    let mut daemon = hearth()
-        .args([
-            "serve",
-            "--sim-speed",
-            "30",
-            "--listen",
-            &addr,
-            "--data-dir",
-        ])
-        .arg(dir.path())
-        .arg("--metrics-listen")
-        .arg(free_addr())
-        .env("HEARTH_MINING__ENABLED", "false")
-        .env("HEARTH_GPU__ENABLED", "false")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let kill_guard = KillOnDrop(daemon.id());
+    let mut daemon = Daemon(
+        serve("30", &addr, dir.path(), &free_addr())
+            .env("HEARTH_MINING__ENABLED", "false")
+            .env("HEARTH_GPU__ENABLED", "false")
+            .spawn()
+            .unwrap(),
+    );
     let cli = |args: &[&str]| {
         hearth()
             .args(args)
@@ -470,12 +409,7 @@ fn cli_commands_drive_a_running_daemon_and_sigterm_ends_open_streams() {
     };
     assert!(status["budget_watts"].is_number() && status["power"].as_array().unwrap().len() == 3);
     let out = cli(&["mix", "pin", "--asic", "30", "--gpu", "70", "--json"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let mix: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let mix: serde_json::Value = serde_json::from_str(&ok(&out)).unwrap();
     assert_eq!(
         (mix["mode"].as_str(), mix["gpu_percent"].as_f64()),
         (Some("pinned"), Some(70.0))
@@ -514,24 +448,9 @@ fn cli_commands_drive_a_running_daemon_and_sigterm_ends_open_streams() {
         let l = lines.next().unwrap().unwrap();
         assert!(serde_json::from_str::<serde_json::Value>(&l).unwrap()["tick"].is_u64());
     }
-    let ok = Command::new("kill")
-        .args(["-TERM", &daemon.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(ok.success());
-    let t0 = std::time::Instant::now();
-    let code = loop {
-        if let Some(c) = daemon.try_wait().unwrap() {
-            break c;
-        }
-        assert!(
-            t0.elapsed().as_secs() < 30,
-            "the daemon did not stop with a stream open"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    };
+    sigterm(&daemon.0);
+    let code = wait_exit(&mut daemon.0, "the daemon did not stop with a stream open");
     assert!(code.success(), "{code:?}");
-    std::mem::forget(kill_guard);
     let _ = watcher.kill();
     let _ = watcher.wait();
     // No daemon: a one-line error that says how to start it.
@@ -541,35 +460,6 @@ fn cli_commands_drive_a_running_daemon_and_sigterm_ends_open_streams() {
         !out.status.success() && err.contains("hearth serve") && err.lines().count() == 1,
         "{err}"
     );
-}
-
-/// Kills a process by pid when dropped (a failing test leaves no daemon behind).
-struct KillOnDrop(u32);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-KILL", &self.0.to_string()])
-            .status();
-    }
-}
-
-/// Runs a command; returns (success, stdout, stderr).
-fn run_out(cmd: &mut Command) -> (bool, String, String) {
-    let out = cmd.output().unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-/// The `sha256: ...` line of a command's output.
-fn sha256_line(text: &str) -> String {
-    text.lines()
-        .find_map(|l| l.strip_prefix("sha256: "))
-        .unwrap_or_else(|| panic!("no digest in {text}"))
-        .to_string()
 }
 
 /// `hearth jobs` is a gRPC client of the running daemon (software GPU): submit with flags and with
@@ -582,27 +472,15 @@ fn jobs_commands_are_a_grpc_client_of_the_running_daemon() {
     let data = dir.path().join("data");
     let addr = free_addr();
     let url = format!("http://{addr}");
-    let mut daemon = hearth()
-        .args([
-            "serve",
-            "--sim-speed",
-            "20",
-            "--listen",
-            &addr,
-            "--data-dir",
-        ])
-        .arg(&data)
-        .arg("--metrics-listen")
-        .arg(free_addr())
-        // A cold room: the budget is high; only the GPU and the element take it.
-        .env("HEARTH_SIMULATION__INITIAL_CELSIUS", "15")
-        .env("HEARTH_MINING__ENABLED", "false")
-        .env("HEARTH_GPU__ADAPTER", "software")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let kill_guard = KillOnDrop(daemon.id());
+    let mut daemon = Daemon(
+        serve("20", &addr, &data, &free_addr())
+            // A cold room: the budget is high; only the GPU and the element take it.
+            .env("HEARTH_SIMULATION__INITIAL_CELSIUS", "15")
+            .env("HEARTH_MINING__ENABLED", "false")
+            .env("HEARTH_GPU__ADAPTER", "software")
+            .spawn()
+            .unwrap(),
+    );
     let jobs = |args: &[&str]| {
         run_out(
             hearth()
@@ -843,21 +721,9 @@ fn jobs_commands_are_a_grpc_client_of_the_running_daemon() {
         "{err}"
     );
     // SIGTERM stops the daemon cleanly.
-    let ok = Command::new("kill")
-        .args(["-TERM", &daemon.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(ok.success());
-    let t0 = std::time::Instant::now();
-    let code = loop {
-        if let Some(c) = daemon.try_wait().unwrap() {
-            break c;
-        }
-        assert!(t0.elapsed().as_secs() < 30, "the daemon did not stop");
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    };
+    sigterm(&daemon.0);
+    let code = wait_exit(&mut daemon.0, "the daemon did not stop");
     assert!(code.success(), "{code:?}");
-    std::mem::forget(kill_guard);
 }
 
 #[test]

@@ -4,23 +4,21 @@
 
 use std::time::Duration;
 
-use hearth::clock::Clock;
 use hearth::config::Config;
-use hearth::daemon::{spawn, DaemonHandle};
+use hearth::daemon::DaemonHandle;
 use hearth::gpu::job::{GpuJob, KernelSpec};
 use hearth::gpu::reference::synthetic_inputs;
 use hearth::jobs::{JobId, JobSpec, JobState, Lease};
 use hearth::sched::allocator::Mix;
-use hearth::status::Status;
 
+mod common;
+use common::daemon::{spawn_at_noon, wait_for};
+
+/// 30× real time (the room settles within the test, the engines run in real time), the room at
+/// the setpoint.
 fn config(dir: &std::path::Path) -> Config {
-    let mut cfg = Config::default();
-    // 30× real time: the room settles within the test, the engines run in real time.
-    cfg.simulation.speed = 30.0;
+    let mut cfg = common::daemon::config(dir);
     cfg.simulation.initial_celsius = 21.0;
-    cfg.mining.asic.chips = 1;
-    cfg.mining.local_pool.initial_difficulty = 2e-4;
-    cfg.jobs.data_dir = Some(dir.to_path_buf());
     cfg
 }
 
@@ -42,23 +40,12 @@ fn long_job(price: f64) -> JobSpec {
     }
 }
 
-async fn wait_for(d: &DaemonHandle, what: &str, f: impl Fn(&Status) -> bool) -> Status {
-    let mut rx = d.status.clone();
-    let r = tokio::time::timeout(Duration::from_secs(120), rx.wait_for(|s| f(s))).await;
-    match r {
-        Ok(s) => s.unwrap().clone(),
-        Err(_) => panic!("timed out waiting for {what}: {:?}", d.status.borrow()),
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn holds_the_setpoint_while_mining_and_running_a_job_and_power_follows_the_budget() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(dir.path());
     let max = cfg.heater.max_watts;
-    let d = spawn(cfg, Clock::starting_at(12.0 * 3600.0, 0, 30.0))
-        .await
-        .unwrap();
+    let d = spawn_at_noon(cfg).await;
     let id = d.submit(long_job(0.01)).await.unwrap();
     wait_for(&d, "the job on the GPU and a pool job", |s| {
         s.sched.queue.running.is_some_and(|r| r.job == id.0)
@@ -161,8 +148,7 @@ async fn mix_is_kept_across_restarts_and_a_deadline_job_preempts_and_a_stopped_j
     // A cold room: the budget is well above what the ASIC takes.
     cfg.simulation.initial_celsius = 15.0;
     cfg.gpu.runner.checkpoint_every_seconds = 0.2;
-    let clock = || Clock::starting_at(12.0 * 3600.0, 0, 30.0);
-    let d = spawn(cfg.clone(), clock()).await.unwrap();
+    let d = spawn_at_noon(cfg.clone()).await;
 
     // Invalid mixes are refused and name the field.
     let e = d
@@ -226,7 +212,7 @@ async fn mix_is_kept_across_restarts_and_a_deadline_job_preempts_and_a_stopped_j
     assert_eq!(store_state, JobState::Paused);
     assert!(cp.is_some());
     // ... and the next start resumes it, under the mix the owner set last.
-    let d = spawn(cfg, clock()).await.unwrap();
+    let d = spawn_at_noon(cfg).await;
     let s = wait_for(&d, "the job back on the GPU", |s| {
         s.sched.queue.running.is_some_and(|r| r.job == slow.0)
     })

@@ -3,42 +3,23 @@
 //! and every job finishes with the digest of an uninterrupted `hearth gpu run` of the same job.
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use hearth::jobs::{JobId, JobState, JobStore, StoreLimits};
 
 mod common;
+use common::bin::{free_addr, hearth, ok};
 use common::reference_digest;
-
-fn hearth() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_hearth"))
-}
-
-/// A daemon that is killed when the test ends, however it ends.
-struct Daemon(Child);
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use common::serve::{sigterm, Daemon};
 
 fn serve(dir: &Path, addr: &str) -> Daemon {
-    let child = hearth()
-        .args(["serve", "--sim-speed", "20", "--listen", addr, "--data-dir"])
-        .arg(dir)
-        .arg("--metrics-listen")
-        .arg(free_addr())
+    let child = common::serve::serve("20", addr, dir, &free_addr())
         // A cold room: the budget is high; only the GPU and the element take it.
         .env("HEARTH_SIMULATION__INITIAL_CELSIUS", "15")
         .env("HEARTH_MINING__ENABLED", "false")
         .env("HEARTH_GPU__ADAPTER", "software")
         // Checkpoint often so that a kill lands after one.
         .env("HEARTH_GPU__RUNNER__CHECKPOINT_EVERY_SECONDS", "0.2")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
         .spawn()
         .unwrap();
     Daemon(child)
@@ -60,12 +41,7 @@ fn submit(dir: &Path, url: &str, args: &[&str]) -> JobId {
         .arg(dir)
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&ok(&out)).unwrap();
     JobId(v["id"].as_u64().unwrap())
 }
 
@@ -145,18 +121,7 @@ fn accepted_jobs_survive_kill_9_and_finish_with_the_uninterrupted_digest() {
         "{reasons:?}"
     );
     // SIGTERM stops it cleanly.
-    let pid = second.0.id().to_string();
-    assert!(Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap()
-        .success());
+    sigterm(&second.0);
     let status = second.0.wait().unwrap();
     assert!(status.success(), "{status:?}");
-}
-
-/// A loopback address with a port free right now.
-fn free_addr() -> String {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().to_string()
 }

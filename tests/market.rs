@@ -1,7 +1,7 @@
 //! The marketplace end to end: real `nats-server -js` processes (one, or a 3-node cluster), real
 //! `hearth serve` daemons with simulated rooms and lavapipe GPUs, and the `hearth market` CLI.
 
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use hearth::market::client::MarketClient;
@@ -10,17 +10,11 @@ use hearth::market::wire::{self, Event, EventKind};
 use hearth::market::{LayoutConfig, MarketOffer};
 
 mod common;
-mod nats;
+use common::bin::{free_addr, hearth, ok};
+use common::nats::NatsServer;
+use common::prom;
 use common::reference_digest;
-use nats::NatsServer;
-
-fn hearth() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_hearth"))
-}
-
-fn free_addr() -> String {
-    format!("127.0.0.1:{}", nats::free_port())
-}
+use common::serve::serve;
 
 /// A `hearth serve` on the market, killed when the test ends.
 struct Heater {
@@ -55,18 +49,7 @@ impl Heater {
     }
 
     fn spawn(&mut self, url: &str, room_celsius: f64, replicas: usize) {
-        let child = hearth()
-            .args([
-                "serve",
-                "--sim-speed",
-                "20",
-                "--listen",
-                &self.addr,
-                "--data-dir",
-            ])
-            .arg(self.dir.path())
-            .arg("--metrics-listen")
-            .arg(&self.metrics)
+        let child = serve("20", &self.addr, self.dir.path(), &self.metrics)
             .env(
                 "HEARTH_SIMULATION__INITIAL_CELSIUS",
                 room_celsius.to_string(),
@@ -84,7 +67,6 @@ impl Heater {
             .env("HEARTH_MARKET__DEVICE_TTL_SECONDS", "3")
             .env("HEARTH_MARKET__PREEMPT_AFTER_SECONDS", "0.5")
             .env("HEARTH_LOG", "info")
-            .stdout(Stdio::null())
             .stderr(Stdio::from(
                 std::fs::File::create(self.dir.path().join("log")).unwrap(),
             ))
@@ -112,23 +94,14 @@ impl Heater {
         }
     }
 
-    /// A Prometheus scrape of the daemon.
+    /// A Prometheus scrape of the daemon: the body.
     fn scrape(&self) -> String {
         self.try_scrape().unwrap()
     }
 
     /// A scrape, or why there is none (the daemon is not listening yet, or no more).
     fn try_scrape(&self) -> std::io::Result<String> {
-        use std::io::{Read, Write};
-        let mut s = std::net::TcpStream::connect(&self.metrics)?;
-        write!(
-            s,
-            "GET /metrics HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
-            self.metrics
-        )?;
-        let mut out = String::new();
-        s.read_to_string(&mut out)?;
-        Ok(out)
+        prom::body(&self.metrics)
     }
 
     /// Polls the scrape until metric `name` satisfies `want`; returns that scrape.
@@ -136,7 +109,7 @@ impl Heater {
         let t0 = Instant::now();
         loop {
             if let Ok(m) = self.try_scrape() {
-                if metric(&m, name).is_some_and(&want) {
+                if prom::value(&m, name).is_some_and(&want) {
                     return m;
                 }
             }
@@ -171,16 +144,6 @@ async fn market(url: &str, args: &[&str]) -> Output {
     tokio::task::spawn_blocking(move || cmd.output().unwrap())
         .await
         .unwrap()
-}
-
-fn ok(out: &Output) -> String {
-    assert!(
-        out.status.success(),
-        "failed: {}\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        String::from_utf8_lossy(&out.stdout)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// Submits with the CLI; returns the job id.
@@ -373,9 +336,7 @@ async fn only_warm_demand_takes_work_redundancy_agrees_and_tampering_is_caught()
     let done = |h: &Heater| {
         let m = h.scrape();
         assert!(m.contains("hearth_market_connected 1"), "{m}");
-        m.lines()
-            .find_map(|l| l.strip_prefix("hearth_market_jobs_total{outcome=\"completed\"} "))
-            .map_or(0, |n| n.trim().parse::<u64>().unwrap())
+        prom::value(&m, "hearth_market_jobs_total{outcome=\"completed\"}").map_or(0, |n| n as u64)
     };
     // The scrape follows the status snapshot, a tick or so behind the last completion.
     let t0 = Instant::now();
@@ -786,14 +747,6 @@ fn bench_market_reports_rates_latencies_and_redelivery() {
     assert!(redelivery >= 0.9, "{text}");
 }
 
-/// A metric's value in a scrape (the first line that starts with `name `).
-fn metric(scrape: &str, name: &str) -> Option<f64> {
-    scrape
-        .lines()
-        .find_map(|l| l.strip_prefix(&format!("{name} ")))
-        .and_then(|v| v.trim().parse().ok())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_market_outage_leaves_heating_alone_and_the_heater_rejoins() {
     let mut server = NatsServer::start();
@@ -807,9 +760,9 @@ async fn a_market_outage_leaves_heating_alone_and_the_heater_rejoins() {
     // The thermostat goes on: ticks advance and the cold room still gets its heat budget.
     std::thread::sleep(Duration::from_secs(2));
     let after = a.scrape();
-    let ticks = |m: &str| metric(m, "hearth_control_ticks_total").unwrap();
+    let ticks = |m: &str| prom::value(m, "hearth_control_ticks_total").unwrap();
     assert!(ticks(&after) > ticks(&before) + 10.0, "{after}");
-    assert!(metric(&after, "hearth_heat_budget_watts").unwrap() > 0.0);
+    assert!(prom::value(&after, "hearth_heat_budget_watts").unwrap() > 0.0);
     assert!(a.log().contains("market session ended"), "{}", a.log());
 
     server.restart();
@@ -838,7 +791,7 @@ async fn a_restarted_heater_does_not_run_a_second_copy_of_a_redundant_job() {
     const DECLINED: &str = "hearth_market_jobs_total{outcome=\"declined\"}";
     let m = a.wait_metric(DECLINED, |n| n >= 3.0);
     assert_eq!(
-        metric(&m, "hearth_market_jobs_total{outcome=\"accepted\"}"),
+        prom::value(&m, "hearth_market_jobs_total{outcome=\"accepted\"}"),
         Some(0.0),
         "{m}"
     );

@@ -16,8 +16,8 @@ use sha2::{Digest, Sha256};
 use tokio::io::AsyncReadExt;
 use tokio_stream::StreamExt;
 
-mod nats;
-use nats::NatsServer;
+mod common;
+use common::nats::NatsServer;
 
 fn offer() -> MarketOffer {
     MarketOffer {

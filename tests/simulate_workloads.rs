@@ -1,22 +1,13 @@
 //! `hearth simulate --workloads`: four mix policies on the same room, weather and lease stream.
 
-use std::process::Command;
-
 use serde_json::Value;
 
-fn hearth() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_hearth"))
-}
+mod common;
+use common::bin::{hearth, json_of, ok};
 
 /// Runs `hearth simulate` with `args`, which must succeed and print JSON.
 fn simulate_json(args: &[&str]) -> Value {
-    let out = hearth().arg("simulate").args(args).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
+    json_of(hearth().arg("simulate").args(args))
 }
 
 fn f(v: &Value, path: &[&str]) -> f64 {
@@ -190,12 +181,7 @@ fn the_power_split_plots_to_svg_and_png() {
             .arg(&path)
             .output()
             .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stdout = ok(&out);
         assert!(stdout.contains("unmet heat (kWh)"), "{stdout}");
         let bytes = std::fs::read(&path).unwrap();
         if ext == "png" {

@@ -14,6 +14,8 @@ use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
 
+mod common;
+
 /// The chips are real threads on a 2-core machine: one engine at a time.
 static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
@@ -85,9 +87,9 @@ async fn settle(e: &MiningEngine) -> ClientStatus {
     e.client.status()
 }
 
-fn free_port() -> SocketAddr {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap()
+/// A loopback address with a port free right now.
+fn free_addr() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], common::bin::free_port()))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -114,7 +116,7 @@ async fn client_and_pool_counters_agree_exactly() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pool_restart_reconnects_and_accounts_for_every_share() {
     let _one = ONE_AT_A_TIME.lock().await;
-    let addr = free_port();
+    let addr = free_addr();
     let pool = LocalPool::start(pool_config(), addr).await.unwrap();
     let e = engine(vec![endpoint(addr)]);
     wait_for("5 accepted shares", || {
@@ -148,7 +150,7 @@ async fn pool_restart_reconnects_and_accounts_for_every_share() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failover_to_the_backup_then_back_to_the_primary() {
     let _one = ONE_AT_A_TIME.lock().await;
-    let primary_addr = free_port();
+    let primary_addr = free_addr();
     let backup = LocalPool::start(pool_config(), "127.0.0.1:0".parse().unwrap())
         .await
         .unwrap();

@@ -8,9 +8,8 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use hearth::clock::Clock;
 use hearth::config::Config;
-use hearth::daemon::{spawn, DaemonHandle};
+use hearth::daemon::DaemonHandle;
 use hearth::gpu::job::{GpuJob, KernelSpec};
 use hearth::gpu::kernels::ElementwiseOp;
 use hearth::gpu::tensor::Tensor;
@@ -18,111 +17,18 @@ use hearth::jobs::{JobSpec, JobState, Lease};
 use hearth::status::Status;
 use hearth::telemetry::{self, TelemetryError, METRICS, WORKLOADS};
 use hearth::thermal::safety::{ChipReading, TripKind};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+mod common;
+use common::bin::free_port;
+use common::daemon::{spawn_at_noon, wait_for};
+use common::prom::{scrape, Scrape};
+
+/// Cold room: a steady, saturated budget; mining on, no GPU.
 fn config(dir: &std::path::Path) -> Config {
-    let mut cfg = Config::default();
-    cfg.simulation.speed = 30.0;
-    // Cold room: a steady, saturated budget.
-    cfg.simulation.initial_celsius = 15.0;
-    cfg.mining.asic.chips = 1;
-    cfg.mining.local_pool.initial_difficulty = 2e-4;
+    let mut cfg = common::daemon::config(dir);
     cfg.gpu.enabled = false;
-    cfg.jobs.data_dir = Some(dir.to_path_buf());
     cfg
-}
-
-/// A port nothing listens on (bound, read, released).
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
-}
-
-/// One scrape, parsed.
-#[derive(Debug, Default)]
-struct Scrape {
-    /// `name{labels}` (labels as rendered) → value.
-    values: BTreeMap<String, f64>,
-    /// Family name → `# TYPE`.
-    types: BTreeMap<String, String>,
-    /// Family name → `# HELP`.
-    help: BTreeMap<String, String>,
-}
-
-impl Scrape {
-    fn get(&self, series: &str) -> f64 {
-        *self
-            .values
-            .get(series)
-            .unwrap_or_else(|| panic!("{series} not scraped: {:#?}", self.values))
-    }
-
-    /// Every series of the family `name`, keyed by the value of its one label `label`.
-    fn by_label(&self, name: &str, label: &str) -> BTreeMap<String, f64> {
-        let prefix = format!("{name}{{{label}=\"");
-        self.values
-            .iter()
-            .filter_map(|(k, v)| {
-                let rest = k.strip_prefix(&prefix)?.strip_suffix("\"}")?;
-                Some((rest.to_string(), *v))
-            })
-            .collect()
-    }
-}
-
-/// Parses the text exposition format (version 0.0.4).
-fn parse(body: &str) -> Scrape {
-    let mut s = Scrape::default();
-    for line in body.lines().filter(|l| !l.trim().is_empty()) {
-        if let Some(rest) = line.strip_prefix("# TYPE ") {
-            let (name, kind) = rest.split_once(' ').expect("TYPE line");
-            s.types.insert(name.into(), kind.into());
-        } else if let Some(rest) = line.strip_prefix("# HELP ") {
-            let (name, help) = rest.split_once(' ').expect("HELP line");
-            s.help.insert(name.into(), help.into());
-        } else if line.starts_with('#') {
-            continue;
-        } else {
-            let (series, v) = line.rsplit_once(' ').expect("sample line");
-            let v: f64 = match v {
-                "+Inf" => f64::INFINITY,
-                "-Inf" => f64::NEG_INFINITY,
-                v => v
-                    .parse()
-                    .unwrap_or_else(|_| panic!("bad value in {line:?}")),
-            };
-            s.values.insert(series.into(), v);
-        }
-    }
-    s
-}
-
-/// `GET /metrics` over HTTP/1.1 on a plain TCP stream.
-async fn scrape(port: u16) -> Scrape {
-    let mut conn = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
-    conn.write_all(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
-        .await
-        .unwrap();
-    let mut raw = Vec::new();
-    tokio::time::timeout(Duration::from_secs(10), conn.read_to_end(&mut raw))
-        .await
-        .expect("scrape timed out")
-        .unwrap();
-    let text = String::from_utf8(raw).unwrap();
-    let (head, body) = text.split_once("\r\n\r\n").expect("an HTTP response");
-    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-    let head = head.to_ascii_lowercase();
-    assert!(head.contains("content-type: text/plain"), "{head}");
-    let len: usize = head
-        .lines()
-        .find_map(|l| l.strip_prefix("content-length:"))
-        .expect("a content-length")
-        .trim()
-        .parse()
-        .unwrap();
-    assert_eq!(body.len(), len);
-    parse(body)
 }
 
 /// Scrapes until `f` holds.
@@ -139,15 +45,6 @@ async fn scrape_until(port: u16, what: &str, f: impl Fn(&Scrape) -> bool) -> Scr
             s.values
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-async fn wait_for(d: &DaemonHandle, what: &str, f: impl Fn(&Status) -> bool) -> Status {
-    let mut rx = d.status.clone();
-    let r = tokio::time::timeout(Duration::from_secs(120), rx.wait_for(|s| f(s))).await;
-    match r {
-        Ok(s) => s.unwrap().clone(),
-        Err(_) => panic!("timed out waiting for {what}: {:?}", d.status.borrow()),
     }
 }
 
@@ -196,12 +93,7 @@ async fn scraped_metrics_match_the_status_snapshots() {
     );
     assert!(TcpStream::connect(("127.0.0.1", other)).await.is_err());
 
-    let d = spawn(
-        config(dir.path()),
-        Clock::starting_at(12.0 * 3600.0, 0, 30.0),
-    )
-    .await
-    .unwrap();
+    let d = spawn_at_noon(config(dir.path())).await;
     let statuses = collect(&d);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let exporter = tokio::spawn(telemetry::run(d.status.clone(), d.store.clone(), stop_rx));

@@ -1,5 +1,16 @@
-//! Shared builders for the integration tests.
+//! The integration tests' shared helpers, one copy of each: builders here, and submodules for
+//! the `hearth` binary, the daemon (in process and as `hearth serve`), the gRPC API, NATS and
+//! Prometheus scrapes.
+//!
+//! Every test binary that declares `mod common;` compiles all of it and uses only a part.
 #![allow(dead_code)]
+
+pub mod api;
+pub mod bin;
+pub mod daemon;
+pub mod nats;
+pub mod prom;
+pub mod serve;
 
 use hearth::gpu::job::{GpuJob, KernelSpec};
 use hearth::gpu::kernels::ElementwiseOp;
@@ -53,20 +64,11 @@ pub fn spec(tenant: &str, n: usize) -> JobSpec {
 /// The digest of an uninterrupted `hearth gpu run` of a job (`hearth gpu run` arguments) on the
 /// software GPU.
 pub fn reference_digest(args: &[&str]) -> String {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hearth"))
+    let out = bin::hearth()
         .args(["gpu", "run"])
         .args(args)
         .args(["--adapter", "software"])
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8_lossy(&out.stdout);
-    text.lines()
-        .find_map(|l| l.strip_prefix("sha256: "))
-        .unwrap_or_else(|| panic!("no digest in {text}"))
-        .to_string()
+    bin::sha256_line(&bin::ok(&out))
 }

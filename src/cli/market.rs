@@ -12,8 +12,8 @@ use hearth::market::client::MarketClient;
 use hearth::market::wire::{Event, EventKind};
 use hearth::market::{MarketConfig, MAX_REDUNDANCY};
 
-use crate::cli_client::rt;
-use crate::cli_jobs::{write_outputs, JobArgs};
+use super::client::rt;
+use super::jobs::{write_outputs, JobArgs};
 
 /// How to reach the market.
 #[derive(clap::Args, Clone)]

@@ -23,6 +23,8 @@ use hearth::jobs::{JobState, JobStore, ListFilter, StoreLimits, SyncMode};
 use tonic_health::pb::health_client::HealthClient;
 use tonic_health::pb::HealthCheckRequest;
 
+use super::free_port;
+
 /// `hearth bench api` options.
 #[derive(clap::Args)]
 pub struct ApiBenchArgs {
@@ -99,12 +101,6 @@ impl Drop for Scratch {
         }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
-}
-
-fn free_port() -> Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
 }
 
 /// A field of `/proc/PID/status` in MiB (`VmRSS`, `VmHWM`).

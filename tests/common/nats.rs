@@ -1,13 +1,14 @@
 //! Real `nats-server -js` processes for the market tests (Debian's package, installed by
 //! `.ci/setup`): one server, or a 3-node cluster, on free loopback ports with temp store dirs.
-#![allow(dead_code)]
 
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream;
+
+use super::bin::free_port;
 
 /// A `nats-server -js` child, killed and reaped on drop (also when a test panics).
 pub struct NatsServer {
@@ -31,15 +32,6 @@ fn bin() -> &'static str {
     } else {
         "nats-server"
     }
-}
-
-/// A port free right now.
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn wait_listening(port: u16) {

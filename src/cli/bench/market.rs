@@ -38,6 +38,8 @@ use hearth::market::receipt::DeviceKey;
 use hearth::market::wire::{Event, EventKind};
 use hearth::market::{new_job_id, LayoutConfig, MarketOffer};
 
+use super::free_port;
+
 /// `hearth bench market` options.
 #[derive(clap::Args)]
 pub struct MarketBenchArgs {
@@ -203,12 +205,6 @@ impl Drop for Servers {
             let _ = std::fs::remove_dir_all(d);
         }
     }
-}
-
-fn free_port() -> Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
 }
 
 fn start_servers(cluster: bool) -> Result<Servers> {

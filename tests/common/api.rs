@@ -1,16 +1,21 @@
-//! The gRPC API on loopback in front of a real daemon, for `tests/api.rs` and
-//! `tests/api_roles.rs`: a daemon with a simulated room, its data dir, and the owner's token.
+//! The gRPC API on loopback in front of a real daemon (in the test process): a daemon with a
+//! simulated room, its data dir, and the owner's token.
 
 use std::net::SocketAddr;
 use std::path::Path;
 
+use tonic::metadata::MetadataValue;
 use tonic::transport::Channel;
+use tonic::Request;
 
 use hearth::api::auth::{Role, TokenStore, OWNER_TOKEN_FILE};
+use hearth::api::pb;
 use hearth::api::{ApiConfig, ApiServer};
-use hearth::clock::Clock;
 use hearth::config::Config;
-use hearth::daemon::{spawn, DaemonHandle};
+use hearth::daemon::DaemonHandle;
+use hearth::gpu::tensor::Tensor;
+
+use super::daemon::spawn_at_noon;
 
 /// The one place an `ApiConfig` is built (it may gain fields).
 pub fn api_config(data_dir: &Path, listen: SocketAddr) -> ApiConfig {
@@ -27,21 +32,10 @@ pub fn api_config(data_dir: &Path, listen: SocketAddr) -> ApiConfig {
 
 /// A daemon with mining off, the GPU off, a cold simulated room at 30×, and its data dir.
 pub fn config(dir: &Path) -> Config {
-    let mut cfg = Config::default();
+    let mut cfg = super::daemon::config(dir);
     cfg.mining.enabled = false;
     cfg.gpu.enabled = false;
-    cfg.simulation.speed = 30.0;
-    cfg.simulation.initial_celsius = 15.0;
-    cfg.jobs.data_dir = Some(dir.to_path_buf());
     cfg
-}
-
-/// The daemon for `cfg`, its clock at noon.
-pub async fn daemon(cfg: Config) -> DaemonHandle {
-    let speed = cfg.simulation.speed;
-    spawn(cfg, Clock::starting_at(12.0 * 3600.0, 0, speed))
-        .await
-        .unwrap()
 }
 
 /// The API server and its daemon; `stop` ends both.
@@ -60,7 +54,7 @@ impl Api {
         let dir = tempfile::tempdir().unwrap();
         let mut cfg = config(dir.path());
         tweak(&mut cfg);
-        let daemon = daemon(cfg).await;
+        let daemon = spawn_at_noon(cfg).await;
         let mut acfg = api_config(dir.path(), "127.0.0.1:0".parse().unwrap());
         api(&mut acfg);
         let (stop, stop_rx) = tokio::sync::watch::channel(false);
@@ -109,4 +103,37 @@ pub fn owner_token(dir: &Path) -> String {
         .unwrap()
         .trim()
         .to_string()
+}
+
+/// A request with `authorization: Bearer TOKEN`, or without the header.
+pub fn req<T>(msg: T, token: Option<&str>) -> Request<T> {
+    let mut r = Request::new(msg);
+    if let Some(t) = token {
+        r.metadata_mut().insert(
+            "authorization",
+            MetadataValue::try_from(format!("Bearer {t}")).unwrap(),
+        );
+    }
+    r
+}
+
+/// A request with `authorization: Bearer TOKEN`.
+pub fn authed<T>(msg: T, token: &str) -> Request<T> {
+    req(msg, Some(token))
+}
+
+/// A tensor sent inline with the job.
+pub fn inline(t: &Tensor) -> pb::TensorInput {
+    pb::TensorInput {
+        source: Some(pb::tensor_input::Source::Inline(pb::Tensor {
+            shape: t.shape.iter().map(|&d| d as u64).collect(),
+            data: t.le_bytes(),
+        })),
+    }
+}
+
+/// The SHA-256 of `b` in hex, as the API reports result digests.
+pub fn hex_sha256(b: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(b))
 }
