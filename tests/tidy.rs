@@ -758,3 +758,96 @@ fn the_checker_reads_what_it_should() {
         .collect();
     assert_eq!(got, ["a::b::C", "a::b::D", "a", "x::z::g"]);
 }
+
+/// Every module under `src/` (library and binary; not `lib.rs`, `main.rs` or test-only
+/// `tests.rs` files), as `a::b`, with whether it is a folder.
+fn source_modules() -> BTreeMap<String, bool> {
+    fn walk(dir: &Path, prefix: &[String], out: &mut BTreeMap<String, bool>) {
+        let mut entries: Vec<_> = std::fs::read_dir(dir)
+            .unwrap_or_else(|e| panic!("reading {}: {e}", dir.display()))
+            .map(|e| e.expect("a directory entry").path())
+            .collect();
+        entries.sort();
+        for p in entries {
+            let name = p.file_stem().and_then(|n| n.to_str()).unwrap_or_default();
+            let mut m = prefix.to_vec();
+            if p.is_dir() {
+                m.push(name.to_string());
+                out.insert(m.join("::"), true);
+                walk(&p, &m, out);
+            } else if p.extension().is_some_and(|e| e == "rs")
+                && !["lib", "main", "mod", "tests"].contains(&name)
+            {
+                m.push(name.to_string());
+                out.insert(m.join("::"), false);
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    walk(&root().join("src"), &[], &mut out);
+    out
+}
+
+/// The backticked words of `text` (`` `a::b` `` gives `a::b`).
+fn backticked(text: &str) -> Vec<&str> {
+    text.split('`').skip(1).step_by(2).collect()
+}
+
+#[test]
+fn the_code_map_matches_the_folders() {
+    let doc = std::fs::read_to_string(root().join("ARCHITECTURE.md")).expect("ARCHITECTURE.md");
+    let map = doc
+        .split("\n## Code map\n")
+        .nth(1)
+        .and_then(|rest| rest.split("\n## ").next())
+        .expect("ARCHITECTURE.md has a `## Code map` section");
+    // The sections: heading paths and body text.
+    let mut sections: Vec<(Vec<&str>, String)> = Vec::new();
+    for part in map.split("\n### ").skip(1) {
+        let (heading, body) = part.split_once('\n').unwrap_or((part, ""));
+        sections.push((backticked(heading), body.to_string()));
+    }
+    let modules = source_modules();
+    let mut problems = Vec::new();
+    // Every heading names modules that exist.
+    for (heads, _) in &sections {
+        for h in heads {
+            if !modules.contains_key(*h) {
+                problems.push(format!(
+                    "the code map names `{h}`, which is no module under src/"
+                ));
+            }
+        }
+    }
+    for (module, &is_dir) in &modules {
+        let headed = sections.iter().any(|(h, _)| h.contains(&module.as_str()));
+        let (parent, leaf) = module.rsplit_once("::").unwrap_or(("", module));
+        // A folder, and a top-level file, has a section of its own; a file in a folder is at
+        // least named in its folder's section.
+        let named = || {
+            sections.iter().any(|(h, body)| {
+                h.iter()
+                    .any(|x| *x == parent || x.starts_with(&format!("{parent}::")))
+                    && backticked(body)
+                        .iter()
+                        .any(|w| *w == leaf || *w == format!("{leaf}.rs") || *w == module.as_str())
+            })
+        };
+        if !headed && (is_dir || parent.is_empty() || !named()) {
+            problems.push(format!(
+                "src/ has `{module}` ({}), which the code map does not {}",
+                if is_dir { "a folder" } else { "a file" },
+                if is_dir || parent.is_empty() {
+                    "give a section"
+                } else {
+                    "name in its folder's section"
+                }
+            ));
+        }
+    }
+    assert!(
+        problems.is_empty(),
+        "ARCHITECTURE.md's code map and src/ disagree:\n{}",
+        problems.join("\n")
+    );
+}

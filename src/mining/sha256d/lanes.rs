@@ -129,21 +129,8 @@ pub(super) unsafe fn scan<V: Lanes>(
         return;
     }
     // Nonce-independent part of the header's second block.
-    let BlockConstants {
-        s3,
-        a4c,
-        e4c,
-        hkw4,
-        hkw5,
-        hkw6,
-        w16,
-        w17,
-        c18,
-        c19,
-        c30,
-        c31,
-        c32,
-    } = block_constants(midstate, tail);
+    let bk = block_constants(midstate, tail);
+    let (s3, w16, w17) = (bk.s3, bk.w16, bk.w17);
     let splat = |x: u32| V::splat(x);
     let target = splat(top_target);
 
@@ -174,17 +161,17 @@ pub(super) unsafe fn scan<V: Lanes>(
         // ---- First hash, second block. ----
         // The nonce-dependent schedule words; the generic part is a loop to keep the code small
         // (fully unrolled, the wider kernels overflow the instruction cache and decoders).
-        w[18] = add!(V::ss0(w3), splat(c18));
-        w[19] = add!(w3, splat(c19));
+        w[18] = add!(V::ss0(w3), splat(bk.c18));
+        w[19] = add!(w3, splat(bk.c19));
         w[20] = add!(V::ss1(w[18]), splat(0x8000_0000));
         w[21] = V::ss1(w[19]);
         w[22] = add!(V::ss1(w[20]), splat(640));
         for t in 23..30 {
             w[t] = add!(V::ss1(w[t - 2]), w[t - 7]);
         }
-        w[30] = add!(V::ss1(w[28]), w[23], splat(c30));
-        w[31] = add!(V::ss1(w[29]), w[24], splat(c31));
-        w[32] = add!(V::ss1(w[30]), w[25], splat(c32));
+        w[30] = add!(V::ss1(w[28]), w[23], splat(bk.c30));
+        w[31] = add!(V::ss1(w[29]), w[24], splat(bk.c31));
+        w[32] = add!(V::ss1(w[30]), w[25], splat(bk.c32));
         w[33] = add!(V::ss1(w[31]), w[26], V::ss0(w[18]), w[17]);
         for t in 34..64 {
             w[t] = sched(&w, t);
@@ -194,18 +181,18 @@ pub(super) unsafe fn scan<V: Lanes>(
         }
 
         // State after round 3, laid out so that round i uses rotation i % 8.
-        let mut e = add!(w3, splat(a4c));
+        let mut e = add!(w3, splat(bk.a4c));
         let mut f = splat(s3[0]);
         let mut g = splat(s3[1]);
         let mut h = splat(s3[2]);
-        let mut a = add!(w3, splat(e4c));
+        let mut a = add!(w3, splat(bk.e4c));
         let mut b = splat(s3[4]);
         let mut c = splat(s3[5]);
         let mut d = splat(0);
         let mut bc = splat(s3[0] ^ s3[1]);
-        rnd_hkw!(bc, e, f, g, h, a, b, c, d, splat(hkw4));
-        rnd_hkw!(bc, d, e, f, g, h, a, b, c, splat(hkw5));
-        rnd_hkw!(bc, c, d, e, f, g, h, a, b, splat(hkw6));
+        rnd_hkw!(bc, e, f, g, h, a, b, c, d, splat(bk.hkw4));
+        rnd_hkw!(bc, d, e, f, g, h, a, b, c, splat(bk.hkw5));
+        rnd_hkw!(bc, c, d, e, f, g, h, a, b, splat(bk.hkw6));
         rnd!(bc, b, c, d, e, f, g, h, a, splat(K[7]));
         for k in kw1[8..64].chunks_exact(8) {
             r8!(bc, a, b, c, d, e, f, g, h; k);

@@ -41,56 +41,49 @@ unsafe fn add(a: __m128i, b: __m128i) -> __m128i {
     _mm_add_epi32(a, b)
 }
 
-/// Lane-wise σ0 (rotr 7 ^ rotr 18 ^ shr 3) as `(x ^ ((x ^ x >> 11) >> 4)) >> 3 ^ (x ^ x << 11) << 14`.
+/// Defines a lane-wise small σ as `(x ^ ((x ^ x >> A) >> B)) >> C ^ (x ^ x << A) << D`.
 ///
 /// Written in assembly because LLVM rewrites the factored form back into five independent shifts,
 /// which costs three more register copies per call without AVX's three-operand forms.
-#[inline(always)]
-unsafe fn vs0(x: __m128i) -> __m128i {
-    let r: __m128i;
-    core::arch::asm!(
-        "movdqa {r}, {x}",
-        "psrld {r}, 11",
-        "movdqa {t}, {x}",
-        "pslld {t}, 11",
-        "pxor {r}, {x}",
-        "pxor {t}, {x}",
-        "psrld {r}, 4",
-        "pslld {t}, 14",
-        "pxor {r}, {x}",
-        "psrld {r}, 3",
-        "pxor {r}, {t}",
-        x = in(xmm_reg) x,
-        r = out(xmm_reg) r,
-        t = out(xmm_reg) _,
-        options(pure, nomem, nostack, preserves_flags)
-    );
-    r
+macro_rules! small_sigma {
+    ($(#[$doc:meta])* $name:ident, $a:literal, $b:literal, $c:literal, $d:literal) => {
+        $(#[$doc])*
+        #[inline(always)]
+        unsafe fn $name(x: __m128i) -> __m128i {
+            let r: __m128i;
+            core::arch::asm!(
+                "movdqa {r}, {x}",
+                "psrld {r}, {a}",
+                "movdqa {t}, {x}",
+                "pslld {t}, {a}",
+                "pxor {r}, {x}",
+                "pxor {t}, {x}",
+                "psrld {r}, {b}",
+                "pslld {t}, {d}",
+                "pxor {r}, {x}",
+                "psrld {r}, {c}",
+                "pxor {r}, {t}",
+                x = in(xmm_reg) x,
+                r = out(xmm_reg) r,
+                t = out(xmm_reg) _,
+                a = const $a,
+                b = const $b,
+                c = const $c,
+                d = const $d,
+                options(pure, nomem, nostack, preserves_flags)
+            );
+            r
+        }
+    };
 }
-
-/// Lane-wise σ1 (rotr 17 ^ rotr 19 ^ shr 10) as `(x ^ ((x ^ x >> 2) >> 7)) >> 10 ^ (x ^ x << 2) << 13`.
-#[inline(always)]
-unsafe fn vs1(x: __m128i) -> __m128i {
-    let r: __m128i;
-    core::arch::asm!(
-        "movdqa {r}, {x}",
-        "psrld {r}, 2",
-        "movdqa {t}, {x}",
-        "pslld {t}, 2",
-        "pxor {r}, {x}",
-        "pxor {t}, {x}",
-        "psrld {r}, 7",
-        "pslld {t}, 13",
-        "pxor {r}, {x}",
-        "psrld {r}, 10",
-        "pxor {r}, {t}",
-        x = in(xmm_reg) x,
-        r = out(xmm_reg) r,
-        t = out(xmm_reg) _,
-        options(pure, nomem, nostack, preserves_flags)
-    );
-    r
-}
+small_sigma!(
+    /// Lane-wise σ0 (rotr 7 ^ rotr 18 ^ shr 3).
+    vs0, 11, 4, 3, 14
+);
+small_sigma!(
+    /// Lane-wise σ1 (rotr 17 ^ rotr 19 ^ shr 10).
+    vs1, 2, 7, 10, 13
+);
 
 /// Packs a standard-order state into (ABEF, CDGH).
 #[inline(always)]

@@ -88,6 +88,25 @@ impl Streams {
         self.rounds2(wk.map(|v| _mm_shuffle_epi32::<0x0E>(v)));
     }
 
+    /// Message groups `range` by the generic rule (`m[g % 4]` holds group `g`; on entry the four
+    /// groups before the range), each followed by its four rounds.
+    #[inline(always)]
+    #[allow(clippy::needless_range_loop)]
+    unsafe fn groups(&mut self, m: &mut [[__m128i; STREAMS]; 4], range: core::ops::Range<usize>) {
+        for g in range {
+            let i = g % 4;
+            for l in 0..STREAMS {
+                m[i][l] = next_group(
+                    m[i][l],
+                    m[(g + 1) % 4][l],
+                    m[(g + 2) % 4][l],
+                    m[(g + 3) % 4][l],
+                );
+            }
+            self.rounds4_msg(&m[i], g);
+        }
+    }
+
     /// Four rounds on every nonce with message groups `m` and the constants of group `g`.
     #[inline(always)]
     unsafe fn rounds4_msg(&mut self, m: &[__m128i; STREAMS], g: usize) {
@@ -192,18 +211,7 @@ unsafe fn hash(p: &Pre, w3: [u32; STREAMS]) -> [u32; STREAMS] {
         m[3][l] = next_group(p.m3, m[0][l], m[1][l], m[2][l]);
     }
     s.rounds4_msg(&m[3], 7);
-    for g in 8..16 {
-        let i = g % 4;
-        for l in 0..STREAMS {
-            m[i][l] = next_group(
-                m[i][l],
-                m[(g + 1) % 4][l],
-                m[(g + 2) % 4][l],
-                m[(g + 3) % 4][l],
-            );
-        }
-        s.rounds4_msg(&m[i], g);
-    }
+    s.groups(&mut m, 8..16);
 
     // ---- Second hash: W0..W7 = the first hash, then the padding of 32 bytes. ----
     let mut h0 = [z; STREAMS];
@@ -238,18 +246,7 @@ unsafe fn hash(p: &Pre, w3: [u32; STREAMS]) -> [u32; STREAMS] {
         m[3][l] = next_group(p.n3, m[0][l], m[1][l], m[2][l]);
     }
     s.rounds4_msg(&m[3], 7);
-    for g in 8..15 {
-        let i = g % 4;
-        for l in 0..STREAMS {
-            m[i][l] = next_group(
-                m[i][l],
-                m[(g + 1) % 4][l],
-                m[(g + 2) % 4][l],
-                m[(g + 3) % 4][l],
-            );
-        }
-        s.rounds4_msg(&m[i], g);
-    }
+    s.groups(&mut m, 8..15);
     // Group 15: only rounds 60 and 61, and only W60 matters for e61.
     let k15 = kq(15);
     let mut wk = [z; STREAMS];
