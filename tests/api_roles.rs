@@ -1097,6 +1097,13 @@ async fn metrics_agree_with_get_status_over_grpc() {
         },
     )
     .await;
+    // The scan kernel the ASIC uses is shown with how it was chosen.
+    let mining = status(&control, &owner).await.mining.unwrap();
+    let best = hearth::mining::sha256d::Kernel::best();
+    assert_eq!(
+        mining.hash_kernel,
+        format!("{} (fastest measured)", best.name())
+    );
 
     // A GetStatus, a scrape and a GetStatus of the same tick, which the scrape reports: then
     // every gauge comes from that tick's snapshot.

@@ -48,6 +48,10 @@ async fn serve_mines_against_the_embedded_pool_and_fails_cold_on_a_trip() {
     assert!(m.connected);
     assert!(m.pool.unwrap().starts_with("stratum+tcp://127.0.0.1:"));
     assert!(m.hashes_per_second > 0.0);
+    // The kernel was measured fastest among those this CPU has, not forced.
+    assert!(!m.kernel_forced);
+    assert_eq!(m.kernel, hearth::mining::sha256d::Kernel::best());
+    assert!(m.kernel.is_supported());
     assert!(
         m.power_watts > 20.0 && m.power_watts <= 400.0,
         "{}",

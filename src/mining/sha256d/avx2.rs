@@ -7,6 +7,7 @@
 use core::arch::x86_64::*;
 
 use super::lanes::{self, Lanes};
+use super::Prepared;
 
 /// Eight 32-bit lanes.
 #[derive(Clone, Copy)]
@@ -30,6 +31,7 @@ unsafe fn xor3(x: __m256i, y: __m256i, z: __m256i) -> __m256i {
 
 impl Lanes for Avx2 {
     const LANES: u32 = 8;
+    const UNROLL: bool = false;
 
     #[inline(always)]
     unsafe fn splat(x: u32) -> Self {
@@ -109,13 +111,6 @@ impl Lanes for Avx2 {
 ///
 /// The CPU must support AVX2 (the dispatcher checks `Kernel::needs`).
 #[target_feature(enable = "avx2")]
-pub unsafe fn scan(
-    midstate: &[u32; 8],
-    tail: &[u32; 3],
-    top_target: u32,
-    start: u32,
-    count: u32,
-    out: &mut Vec<u32>,
-) {
-    lanes::scan::<Avx2>(midstate, tail, top_target, start, count, out)
+pub unsafe fn scan(p: &Prepared, top_target: u32, start: u32, count: u32, out: &mut Vec<u32>) {
+    lanes::scan::<Avx2>(p, top_target, start, count, out)
 }

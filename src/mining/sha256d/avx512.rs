@@ -7,6 +7,7 @@
 use core::arch::x86_64::*;
 
 use super::lanes::{self, Lanes};
+use super::Prepared;
 
 /// Sixteen 32-bit lanes.
 #[derive(Clone, Copy)]
@@ -20,6 +21,7 @@ unsafe fn xor3(x: __m512i, y: __m512i, z: __m512i) -> __m512i {
 
 impl Lanes for Avx512 {
     const LANES: u32 = 16;
+    const UNROLL: bool = true;
 
     #[inline(always)]
     unsafe fn splat(x: u32) -> Self {
@@ -108,13 +110,6 @@ impl Lanes for Avx512 {
 ///
 /// The CPU must support AVX-512F (the dispatcher checks `Kernel::needs`).
 #[target_feature(enable = "avx512f")]
-pub unsafe fn scan(
-    midstate: &[u32; 8],
-    tail: &[u32; 3],
-    top_target: u32,
-    start: u32,
-    count: u32,
-    out: &mut Vec<u32>,
-) {
-    lanes::scan::<Avx512>(midstate, tail, top_target, start, count, out)
+pub unsafe fn scan(p: &Prepared, top_target: u32, start: u32, count: u32, out: &mut Vec<u32>) {
+    lanes::scan::<Avx512>(p, top_target, start, count, out)
 }

@@ -13,12 +13,16 @@
 //! needs; a candidate is checked in full by the dispatcher.
 
 use super::scalar::*;
-use super::IV;
+use super::{Prepared, IV};
 
 /// A vector of 32-bit lanes and the SHA-256 operations on it.
 pub(super) trait Lanes: Copy {
     /// Lanes per vector (nonces per step).
     const LANES: u32;
+    /// Whether the scan is fully unrolled. With 32 vector registers (AVX-512) the unrolled
+    /// schedule stays in registers; with 16 (AVX2) it spills anyway and only overflows the
+    /// instruction cache and decoders, so the loops stay loops.
+    const UNROLL: bool;
     /// Every lane `x`.
     unsafe fn splat(x: u32) -> Self;
     /// Lane-wise wrapping addition.
@@ -100,6 +104,33 @@ macro_rules! r8 {
     };
 }
 
+/// The generic schedule step for words `t` of `w`: unrolled for the listed words where
+/// `V::UNROLL`, else a loop over the same range.
+macro_rules! sched_words {
+    ($w:ident; $range:expr; $($t:literal)*) => {
+        if V::UNROLL {
+            $( $w[$t] = sched(&$w, $t); )*
+        } else {
+            for t in $range {
+                $w[t] = sched(&$w, t);
+            }
+        }
+    };
+}
+/// Rounds `i .. i + 8` for each listed `i` from the `K + W` array `kw`: unrolled where
+/// `V::UNROLL`, else a loop.
+macro_rules! rounds {
+    ($bc:ident, $a:ident, $b:ident, $c:ident, $d:ident, $e:ident, $f:ident, $g:ident, $h:ident; $kw:ident; $($i:literal)*) => {
+        if V::UNROLL {
+            $( r8!($bc, $a, $b, $c, $d, $e, $f, $g, $h; &$kw[$i..$i + 8]); )*
+        } else {
+            for i in [$($i),*] {
+                r8!($bc, $a, $b, $c, $d, $e, $f, $g, $h; &$kw[i..i + 8]);
+            }
+        }
+    };
+}
+
 /// The generic message-schedule step: `W[t] = σ1(W[t-2]) + W[t-7] + σ0(W[t-15]) + W[t-16]`.
 #[inline(always)]
 unsafe fn sched<V: Lanes>(w: &[V], t: usize) -> V {
@@ -109,22 +140,22 @@ unsafe fn sched<V: Lanes>(w: &[V], t: usize) -> V {
 /// Scans nonces `start .. start + count` and pushes, in increasing order, every nonce whose
 /// SHA-256d top word (`u32::from_le_bytes(hash[28..32])`) is ≤ `top_target`.
 ///
-/// `midstate` is the SHA-256 state after the header's first 64 bytes and `tail` its bytes
-/// 64..76 as big-endian words; the nonce goes into bytes 76..80, little-endian. The caller
-/// guarantees `start + count <= 2^32`; `count` may be any value, including 0.
+/// `p` holds the midstate of the header's first 64 bytes and its bytes 64..76 as big-endian
+/// words; the nonce goes into bytes 76..80, little-endian. The caller guarantees
+/// `start + count <= 2^32`; `count` may be any value, including 0.
 ///
 /// # Safety
 ///
 /// Only from a function compiled for, and running on a CPU with, the features `V` uses.
 #[inline(always)]
 pub(super) unsafe fn scan<V: Lanes>(
-    midstate: &[u32; 8],
-    tail: &[u32; 3],
+    p: &Prepared,
     top_target: u32,
     start: u32,
     count: u32,
     out: &mut Vec<u32>,
 ) {
+    let (midstate, tail) = (&p.midstate, &p.tail);
     if count == 0 {
         return;
     }
@@ -159,8 +190,7 @@ pub(super) unsafe fn scan<V: Lanes>(
         let w3 = V::bswap(V::nonces(base));
 
         // ---- First hash, second block. ----
-        // The nonce-dependent schedule words; the generic part is a loop to keep the code small
-        // (fully unrolled, the wider kernels overflow the instruction cache and decoders).
+        // The nonce-dependent schedule words.
         w[18] = add!(V::ss0(w3), splat(bk.c18));
         w[19] = add!(w3, splat(bk.c19));
         w[20] = add!(V::ss1(w[18]), splat(0x8000_0000));
@@ -173,9 +203,7 @@ pub(super) unsafe fn scan<V: Lanes>(
         w[31] = add!(V::ss1(w[29]), w[24], splat(bk.c31));
         w[32] = add!(V::ss1(w[30]), w[25], splat(bk.c32));
         w[33] = add!(V::ss1(w[31]), w[26], V::ss0(w[18]), w[17]);
-        for t in 34..64 {
-            w[t] = sched(&w, t);
-        }
+        sched_words!(w; 34..64; 34 35 36 37 38 39 40 41 42 43 44 45 46 47 48 49 50 51 52 53 54 55 56 57 58 59 60 61 62 63);
         for t in 18..64 {
             kw1[t] = add!(w[t], splat(K[t]));
         }
@@ -194,9 +222,7 @@ pub(super) unsafe fn scan<V: Lanes>(
         rnd_hkw!(bc, d, e, f, g, h, a, b, c, splat(bk.hkw5));
         rnd_hkw!(bc, c, d, e, f, g, h, a, b, splat(bk.hkw6));
         rnd!(bc, b, c, d, e, f, g, h, a, splat(K[7]));
-        for k in kw1[8..64].chunks_exact(8) {
-            r8!(bc, a, b, c, d, e, f, g, h; k);
-        }
+        rounds!(bc, a, b, c, d, e, f, g, h; kw1; 8 16 24 32 40 48 56);
 
         // ---- Second hash: one block, W0..W7 = first hash, then padding. ----
         for (t, x) in [a, b, c, d, e, f, g, h].into_iter().enumerate() {
@@ -215,9 +241,7 @@ pub(super) unsafe fn scan<V: Lanes>(
         }
         v[30] = add!(V::ss1(v[28]), v[23], splat(small_s0(256)));
         v[31] = add!(V::ss1(v[29]), v[24], V::ss0(v[16]), splat(256));
-        for t in 32..61 {
-            v[t] = sched(&v, t);
-        }
+        sched_words!(v; 32..61; 32 33 34 35 36 37 38 39 40 41 42 43 44 45 46 47 48 49 50 51 52 53 54 55 56 57 58 59 60);
         for t in 16..56 {
             kw2[t] = add!(v[t], splat(K[t]));
         }
@@ -271,9 +295,7 @@ pub(super) unsafe fn scan<V: Lanes>(
         rnd!(bc, d, e, f, g, h, a, b, c, add!(v[5], splat(K[5])));
         rnd!(bc, c, d, e, f, g, h, a, b, add!(v[6], splat(K[6])));
         rnd!(bc, b, c, d, e, f, g, h, a, add!(v[7], splat(K[7])));
-        for k in kw2[8..56].chunks_exact(8) {
-            r8!(bc, a, b, c, d, e, f, g, h; k);
-        }
+        rounds!(bc, a, b, c, d, e, f, g, h; kw2; 8 16 24 32 40 48);
         rnd!(bc, a, b, c, d, e, f, g, h, add!(v[56], splat(K[56])));
         // Rounds 57..60 only need `e`: round 60 leaves e61 in `h`, and H7 = e61 + IV7.
         rnd_e!(c, d, e, f, g, add!(v[57], splat(K[57])));

@@ -275,19 +275,18 @@ pub fn candidates(
         });
     }
     kernel.check_on(&CpuFeatures::detect())?;
-    let (m, t) = (&p.midstate, &p.tail);
     match kernel {
-        Kernel::Portable => portable::scan(m, t, top_target, start, count, out),
+        Kernel::Portable => portable::scan(p, top_target, start, count, out),
         // SAFETY (each x86 arm): `check_on` confirmed that the CPU has every feature the kernel
         // is compiled for (`Kernel::needs`).
         #[cfg(target_arch = "x86_64")]
-        Kernel::ShaNi => unsafe { shani::scan(m, t, top_target, start, count, out) },
+        Kernel::ShaNi => unsafe { shani::scan(p, top_target, start, count, out) },
         #[cfg(target_arch = "x86_64")]
-        Kernel::ShaNiMsg => unsafe { shani_msg::scan(m, t, top_target, start, count, out) },
+        Kernel::ShaNiMsg => unsafe { shani_msg::scan(p, top_target, start, count, out) },
         #[cfg(target_arch = "x86_64")]
-        Kernel::Avx2 => unsafe { avx2::scan(m, t, top_target, start, count, out) },
+        Kernel::Avx2 => unsafe { avx2::scan(p, top_target, start, count, out) },
         #[cfg(target_arch = "x86_64")]
-        Kernel::Avx512 => unsafe { avx512::scan(m, t, top_target, start, count, out) },
+        Kernel::Avx512 => unsafe { avx512::scan(p, top_target, start, count, out) },
         // `check_on` refuses every x86 kernel on other architectures.
         #[cfg(not(target_arch = "x86_64"))]
         _ => return Err(ScanError::Unsupported(kernel, "x86_64".into())),

@@ -3,7 +3,7 @@
 //! kernels are compared with, and the kernel of any CPU that is not x86-64.
 
 use super::scalar::{big_s0, big_s1, ch, maj, small_s0, small_s1, K};
-use super::IV;
+use super::{Prepared, IV};
 
 /// One SHA-256 compression of the 16-word block `w` into `state`.
 fn compress(state: &mut [u32; 8], block: &[u32; 16]) {
@@ -38,14 +38,8 @@ fn compress(state: &mut [u32; 8], block: &[u32; 16]) {
 }
 
 /// Scans `start .. start + count`, pushing nonces whose top word is ≤ `top_target`.
-pub fn scan(
-    midstate: &[u32; 8],
-    tail: &[u32; 3],
-    top_target: u32,
-    start: u32,
-    count: u32,
-    out: &mut Vec<u32>,
-) {
+pub fn scan(p: &Prepared, top_target: u32, start: u32, count: u32, out: &mut Vec<u32>) {
+    let (midstate, tail) = (&p.midstate, &p.tail);
     // The header's second block: bytes 64..80 and the padding of an 80-byte message.
     let mut first = [0u32; 16];
     first[..3].copy_from_slice(tail);

@@ -27,7 +27,7 @@ use core::arch::x86_64::*;
 const LANES: usize = 4;
 
 use super::scalar::{small_s0 as s0, small_s1 as s1, K};
-use super::IV;
+use super::{Prepared, IV};
 
 /// Broadcasts a `u32` to all four lanes.
 #[inline(always)]
@@ -431,21 +431,16 @@ unsafe fn hash4(p: &Pre, nbe: __m128i) -> __m128i {
 /// Scans nonces `start .. start + count` and appends, in increasing order, every nonce whose
 /// double-SHA-256 top word (`final_state[7].swap_bytes()`) is `<= top_target`.
 ///
-/// `midstate` is the SHA-256 state after the header's first 64 bytes; `tail` holds header bytes
-/// 64..76 as big-endian words. The caller guarantees `start as u64 + count as u64 <= 2^32`.
+/// `p` holds the midstate of the header's first 64 bytes and its bytes 64..76 as big-endian
+/// words; the nonce goes into bytes 76..80, little-endian. The caller guarantees
+/// `start + count <= 2^32`; `count` may be any value, including 0.
 ///
 /// # Safety
 /// The CPU must support SHA-NI, SSE2, SSSE3 and SSE4.1 (check with
 /// `is_x86_feature_detected!("sha")` and `is_x86_feature_detected!("sse4.1")`).
 #[target_feature(enable = "sha,sse2,ssse3,sse4.1")]
-pub unsafe fn scan(
-    midstate: &[u32; 8],
-    tail: &[u32; 3],
-    top_target: u32,
-    start: u32,
-    count: u32,
-    out: &mut Vec<u32>,
-) {
+pub unsafe fn scan(p: &Prepared, top_target: u32, start: u32, count: u32, out: &mut Vec<u32>) {
+    let (midstate, tail) = (&p.midstate, &p.tail);
     let p = precompute(midstate, tail);
     // Byte-swaps every 32-bit lane (nonces are little-endian in the header, W3 is big-endian).
     let bswap = _mm_set_epi8(12, 13, 14, 15, 8, 9, 10, 11, 4, 5, 6, 7, 0, 1, 2, 3);

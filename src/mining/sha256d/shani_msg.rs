@@ -26,7 +26,7 @@
 use core::arch::x86_64::*;
 
 use super::scalar::K;
-use super::IV;
+use super::{Prepared, IV};
 
 /// Nonces interleaved. Two hide `sha256rnds2`'s latency on the CPUs this kernel is for, and leave
 /// registers for the schedule: per nonce, two state vectors and four message groups.
@@ -263,20 +263,15 @@ unsafe fn hash(p: &Pre, w3: [u32; STREAMS]) -> [u32; STREAMS] {
 /// Scans nonces `start .. start + count` and appends, in increasing order, every nonce whose
 /// SHA-256d top word (`final_state[7].swap_bytes()`) is `<= top_target`.
 ///
-/// `midstate` is the SHA-256 state after the header's first 64 bytes; `tail` holds header bytes
-/// 64..76 as big-endian words. The caller guarantees `start as u64 + count as u64 <= 2^32`.
+/// `p` holds the midstate of the header's first 64 bytes and its bytes 64..76 as big-endian
+/// words; the nonce goes into bytes 76..80, little-endian. The caller guarantees
+/// `start + count <= 2^32`; `count` may be any value, including 0.
 ///
 /// # Safety
 /// The CPU must support SHA-NI, SSSE3 and SSE4.1 (the dispatcher checks `Kernel::needs`).
 #[target_feature(enable = "sha,sse2,ssse3,sse4.1")]
-pub unsafe fn scan(
-    midstate: &[u32; 8],
-    tail: &[u32; 3],
-    top_target: u32,
-    start: u32,
-    count: u32,
-    out: &mut Vec<u32>,
-) {
+pub unsafe fn scan(p: &Prepared, top_target: u32, start: u32, count: u32, out: &mut Vec<u32>) {
+    let (midstate, tail) = (&p.midstate, &p.tail);
     let p = precompute(midstate, tail);
     let mut n = start;
     let mut left = count;
