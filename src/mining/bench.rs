@@ -4,7 +4,7 @@ use serde::Serialize;
 use sha2::digest::generic_array::GenericArray;
 use std::time::{Duration, Instant};
 
-use super::sha256d::{candidates, CpuFeatures, Kernel, Prepared, IV};
+use super::sha256d::{rate_for, CpuFeatures, Kernel, IV};
 
 /// One kernel's speed.
 #[derive(Debug, Clone, Serialize)]
@@ -44,20 +44,22 @@ pub struct HashBench {
 
 /// Measures the one-stream limit and every supported kernel for `seconds` on `threads` threads.
 pub fn hash_bench(threads: usize, seconds: f64) -> HashBench {
-    let on_threads = |f: &(dyn Fn(u8) -> u64 + Sync)| -> f64 {
-        let total: u64 = std::thread::scope(|s| {
+    let time = Duration::from_secs_f64(seconds);
+    // The mean over `threads` threads, each measuring its own MH/s.
+    let on_threads = |f: &(dyn Fn(u8) -> f64 + Sync)| -> f64 {
+        let total: f64 = std::thread::scope(|s| {
             let handles: Vec<_> = (0..threads).map(|t| s.spawn(move || f(t as u8))).collect();
-            handles.into_iter().map(|h| h.join().unwrap_or(0)).sum()
+            handles.into_iter().map(|h| h.join().unwrap_or(0.0)).sum()
         });
-        total as f64 / seconds / threads as f64 / 1e6
+        total / threads as f64
     };
-    let one_stream_limit_mhs = on_threads(&|seed| compressions_for(seed, seconds)) / 2.0;
+    let one_stream_limit_mhs = on_threads(&|seed| compressions_mhs(seed, time)) / 2.0;
     let mut kernels: Vec<KernelSpeed> = Kernel::supported()
         .into_iter()
         .map(|kernel| KernelSpeed {
             kernel,
             threads,
-            mhs_per_thread: on_threads(&|seed| hash_for(kernel, seed, seconds)),
+            mhs_per_thread: on_threads(&|_| rate_for(kernel, time)),
             ratio_to_limit: 0.0,
             ratio_to_portable: 0.0,
         })
@@ -136,38 +138,18 @@ fn cpu_model() -> Option<String> {
         .map(|(_, m)| m.trim().to_string())
 }
 
-/// SHA-256 compressions done by one serial stream in `seconds`.
-fn compressions_for(seed: u8, seconds: f64) -> u64 {
+/// Millions of SHA-256 compressions per second of one serial stream, over about `time`.
+fn compressions_mhs(seed: u8, time: Duration) -> f64 {
     let block = GenericArray::clone_from_slice(&[seed; 64]);
     let mut state = IV;
-    let deadline = Instant::now() + Duration::from_secs_f64(seconds);
+    let t0 = Instant::now();
     let mut done = 0u64;
-    while Instant::now() < deadline {
+    while t0.elapsed() < time {
         for _ in 0..4096 {
             sha2::compress256(&mut state, std::slice::from_ref(&block));
         }
         done += 4096;
     }
     std::hint::black_box(state);
-    done
-}
-
-fn hash_for(kernel: Kernel, seed: u8, seconds: f64) -> u64 {
-    let mut header = [seed; 80];
-    header[0] = 0x20;
-    let p = Prepared::new(&header);
-    let deadline = Instant::now() + Duration::from_secs_f64(seconds);
-    let (mut hashes, mut start, mut out) = (0u64, 0u32, Vec::new());
-    let batch = 1u32 << 18;
-    while Instant::now() < deadline {
-        let count = batch.min(u32::MAX - start);
-        // Mining-grade target: shares need the top word to be zero.
-        if candidates(kernel, &p, 0, start, count, &mut out).is_err() {
-            return 0;
-        }
-        out.clear();
-        hashes += u64::from(count);
-        start = start.wrapping_add(count);
-    }
-    hashes
+    done as f64 / t0.elapsed().as_secs_f64() / 1e6
 }

@@ -88,8 +88,9 @@ pub(super) fn measured() -> &'static KernelChoice {
     })
 }
 
-/// MH/s of `kernel` on this thread over about `time`, at a mining-grade target.
-pub(crate) fn rate_for(kernel: Kernel, time: Duration) -> f64 {
+/// MH/s of `kernel` on this thread over about `time`, at a mining-grade target (0 if the CPU
+/// lacks it).
+pub fn rate_for(kernel: Kernel, time: Duration) -> f64 {
     let mut header = [0x5au8; 80];
     header[0] = 0x20;
     let p = Prepared::new(&header);

@@ -24,7 +24,7 @@ mod shani;
 #[cfg(target_arch = "x86_64")]
 mod shani_msg;
 
-pub use choose::{choose, KernelChoice, KernelTiming};
+pub use choose::{choose, rate_for, KernelChoice, KernelTiming};
 
 use serde::{Deserialize, Serialize};
 use sha2::digest::generic_array::GenericArray;
