@@ -10,6 +10,7 @@
 //! - [`software_asic`]: threads that compute real SHA-256d, with a power and chip model;
 //! - [`resistive`]: the resistive element, a load that draws exactly its target.
 
+pub mod config;
 pub mod resistive;
 pub mod software_asic;
 
@@ -21,6 +22,19 @@ use crate::mining::engine::{EngineError, MiningEngine};
 use crate::mining::stratum::client::ClientConfig;
 use crate::thermal::safety::ChipTemperatures;
 use software_asic::{AsicConfig, SoftwareAsic};
+
+/// What every device driver is given when it starts: the daemon's clock (schedule seconds, which
+/// may run faster than real time), where chip temperatures go, and the shutdown signal that ends
+/// its polling task.
+#[derive(Clone)]
+pub struct DeviceContext {
+    /// The daemon's clock.
+    pub clock: crate::clock::Clock,
+    /// Where the device's chip temperatures go (the chip over-temperature trip reads them).
+    pub chips: ChipTemperatures,
+    /// Becomes `true` when the daemon stops.
+    pub shutdown: tokio::sync::watch::Receiver<bool>,
+}
 
 /// Starts the ASIC `cfg` describes; its found shares arrive on the receiver and its chip
 /// temperatures go to `temperatures`.

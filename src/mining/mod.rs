@@ -5,6 +5,7 @@
 pub mod asic;
 pub mod bench;
 pub mod engine;
+pub mod fleet;
 pub mod header;
 pub mod sha256d;
 pub mod stratum;
