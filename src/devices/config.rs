@@ -90,7 +90,7 @@ pub struct DeviceConfig {
     /// Seconds between polls.
     #[serde(default)]
     pub poll_seconds: Option<f64>,
-    /// Seconds before a request counts as failed.
+    /// Real seconds (whatever the clock speed) before a request counts as failed.
     #[serde(default)]
     pub timeout_seconds: Option<f64>,
     /// Least seconds between two commands that change its setting.
