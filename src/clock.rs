@@ -49,6 +49,11 @@ impl Clock {
         self.speed
     }
 
+    /// The schedule seconds a `real` duration spans.
+    pub fn schedule_seconds(&self, real: Duration) -> f64 {
+        real.as_secs_f64() * self.speed
+    }
+
     /// The real time that `clock_s` clock seconds take: zero for negative (or NaN) input,
     /// [`Duration::MAX`] for an infinite or unrepresentable one.
     pub fn real(&self, clock_s: f64) -> Duration {

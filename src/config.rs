@@ -326,6 +326,22 @@ pub struct MiningConfig {
     pub asic: AsicConfig,
     /// The in-process local pool, used when `pools` is empty.
     pub local_pool: PoolConfig,
+    /// The fleet (`[[mining.devices]]`); empty: the software ASIC alone.
+    pub devices: Vec<crate::devices::config::DeviceConfig>,
+}
+
+impl MiningConfig {
+    /// The fleet's entries: the configured devices, or the software ASIC alone.
+    pub fn fleet(&self) -> Vec<crate::devices::config::DeviceConfig> {
+        if self.devices.is_empty() {
+            vec![crate::devices::config::DeviceConfig::new(
+                crate::devices::config::DeviceKind::Software,
+                None,
+            )]
+        } else {
+            self.devices.clone()
+        }
+    }
 }
 
 impl Default for MiningConfig {
@@ -335,6 +351,7 @@ impl Default for MiningConfig {
             pools: Vec::new(),
             asic: AsicConfig::default(),
             local_pool: PoolConfig::default(),
+            devices: Vec::new(),
         }
     }
 }
@@ -737,6 +754,26 @@ impl Config {
             }
             if let Err(e) = p.link() {
                 return bad(&format!("mining.pools[{i}].tls_ca"), e.to_string());
+            }
+        }
+        let mut names = std::collections::BTreeSet::new();
+        let mut software = 0;
+        for (i, d) in m.devices.iter().enumerate() {
+            if let Err((key, msg)) = d.validate(i) {
+                return bad(&key, msg);
+            }
+            software += usize::from(d.kind == crate::devices::config::DeviceKind::Software);
+            if software > 1 {
+                return bad(
+                    &format!("mining.devices[{i}].kind"),
+                    "the software ASIC can be listed once".into(),
+                );
+            }
+            if !names.insert(d.display_name()) {
+                return bad(
+                    &format!("mining.devices[{i}].name"),
+                    format!("{:?} names two devices", d.display_name()),
+                );
             }
         }
         let sim = &self.simulation;

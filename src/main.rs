@@ -5,7 +5,7 @@ use clap::{Parser, Subcommand};
 
 mod cli;
 
-use cli::{bench, config, control, gpu, jobs, market, mine, pool, serve, simulate, token};
+use cli::{bench, config, control, devices, gpu, jobs, market, mine, pool, serve, simulate, token};
 
 /// hearth: the control daemon of a compute heater.
 #[derive(Parser)]
@@ -23,6 +23,8 @@ enum Command {
     Status(control::StatusArgs),
     /// Set the setpoint (a manual override), or return to the schedule.
     Setpoint(control::SetpointArgs),
+    /// The mining fleet (state, power, setting, temperatures), or `probe ADDR` to identify a device.
+    Devices(devices::DevicesArgs),
     /// Pin the workload mix, or leave it to hearth.
     Mix {
         #[command(subcommand)]
@@ -97,6 +99,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Status(args) => control::status(args),
         Command::Setpoint(args) => control::setpoint(args),
         Command::Mix { action } => control::mix(action),
+        Command::Devices(args) => devices::run(args),
         Command::Token { action } => token::run(action),
         Command::Completions { shell } => {
             use clap::CommandFactory;

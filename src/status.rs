@@ -6,6 +6,7 @@ use serde::Serialize;
 use crate::gpu::runner::RunnerStatus;
 use crate::market::device::MarketStatus;
 use crate::mining::engine::MiningStatus;
+use crate::mining::fleet::FleetStatus;
 use crate::sched::scheduler::SchedStatus;
 use crate::thermal::controller::ControlOutput;
 use crate::thermal::estimator::RoomModel;
@@ -50,6 +51,9 @@ pub struct Status {
     /// Mining: pool, difficulty, hashrate, shares, power.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mining: Option<MiningStatus>,
+    /// The mining fleet: each device's state, setting, measured power and temperatures.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fleet: Option<FleetStatus>,
     /// The GPU: adapter (hardware or software), target, duty, modelled power, jobs.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub gpu: Option<GpuState>,

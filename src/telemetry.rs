@@ -27,6 +27,7 @@ use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::mining::asic::PowerSource;
 use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram};
 use metrics_exporter_prometheus::{BuildError, Matcher, PrometheusBuilder};
 use thiserror::Error;
@@ -93,6 +94,37 @@ pub const CONTROL_TICK_DURATION_SECONDS: &str = "hearth_control_tick_duration_se
 /// Control ticks since start.
 pub const CONTROL_TICKS_TOTAL: &str = "hearth_control_ticks_total";
 
+/// Power each mining device reports (`device`, `kind`, `source`).
+pub const DEVICE_POWER_WATTS: &str = "hearth_device_power_watts";
+/// Each mining device's condition, one series per state.
+pub const DEVICE_STATE: &str = "hearth_device_state";
+/// Each mining device's temperatures.
+pub const DEVICE_TEMPERATURE_CELSIUS: &str = "hearth_device_temperature_celsius";
+/// Each mining device's reported hashrate.
+pub const DEVICE_HASHRATE_HASHES_PER_SECOND: &str = "hearth_device_hashrate_hashes_per_second";
+/// Energy each mining device drew, from its reported power.
+pub const DEVICE_ENERGY_JOULES_TOTAL: &str = "hearth_device_energy_joules_total";
+/// Setting changes hearth sent each mining device.
+pub const DEVICE_COMMANDS_TOTAL: &str = "hearth_device_commands_total";
+/// Age of each mining device's last good telemetry.
+pub const DEVICE_TELEMETRY_AGE_SECONDS: &str = "hearth_device_telemetry_age_seconds";
+/// The label of a mining device (its name).
+pub const LABEL_DEVICE: &str = "device";
+/// The label of a device's kind.
+pub const LABEL_KIND: &str = "kind";
+/// The label of how a power figure was obtained (`measured`, `modelled`).
+pub const LABEL_SOURCE: &str = "source";
+/// The label of a temperature sensor.
+pub const LABEL_SENSOR: &str = "sensor";
+/// The device states, as `hearth_device_state`'s `state` label takes them.
+pub const DEVICE_STATES: [&str; 6] = [
+    "starting",
+    "ok",
+    "unreachable",
+    "calibrating",
+    "overheated",
+    "fault",
+];
 /// Label: the workload (`asic`, `gpu`, `resistive`).
 pub const LABEL_WORKLOAD: &str = "workload";
 /// Label: the trip reason ([`TripKind::as_str`]).
@@ -306,6 +338,51 @@ pub const METRICS: &[MetricDef] = &[
         &[LABEL_OUTCOME],
         "Market offers and jobs since start: accepted, completed, preempted (given back with \
          a checkpoint), declined (NAKed for another heater), failed (terminated with a reason).",
+    ),
+    def(
+        DEVICE_POWER_WATTS,
+        Kind::Gauge,
+        &[LABEL_DEVICE, LABEL_KIND, LABEL_SOURCE],
+        "Power each mining device last reported: measured by the device, or modelled for the \
+         software ASIC (watts).",
+    ),
+    def(
+        DEVICE_STATE,
+        Kind::Gauge,
+        &[LABEL_DEVICE, LABEL_STATE],
+        "1 for each mining device's current state (starting, ok, unreachable, calibrating, \
+         overheated, fault), else 0.",
+    ),
+    def(
+        DEVICE_TEMPERATURE_CELSIUS,
+        Kind::Gauge,
+        &[LABEL_DEVICE, LABEL_SENSOR],
+        "Temperatures each mining device reports (degrees Celsius).",
+    ),
+    def(
+        DEVICE_HASHRATE_HASHES_PER_SECOND,
+        Kind::Gauge,
+        &[LABEL_DEVICE],
+        "Hashrate each mining device reports (hashes per second).",
+    ),
+    def(
+        DEVICE_ENERGY_JOULES_TOTAL,
+        Kind::Counter,
+        &[LABEL_DEVICE],
+        "Energy each mining device drew since the daemon started, integrated from its reported \
+         power, in whole joules.",
+    ),
+    def(
+        DEVICE_COMMANDS_TOTAL,
+        Kind::Counter,
+        &[LABEL_DEVICE],
+        "Setting changes hearth sent each mining device since the daemon started.",
+    ),
+    def(
+        DEVICE_TELEMETRY_AGE_SECONDS,
+        Kind::Gauge,
+        &[LABEL_DEVICE],
+        "Seconds since each mining device's last good telemetry.",
     ),
 ];
 
@@ -544,6 +621,34 @@ impl Tracker {
         if let Some(m) = m {
             for (code, n) in &m.shares.rejected {
                 counter!(SHARES_REJECTED_TOTAL, LABEL_CODE => code.to_string()).absolute(*n);
+            }
+        }
+
+        for d in s.fleet.iter().flat_map(|f| &f.devices) {
+            let st = &d.status;
+            let name = st.name.clone();
+            if let Some(w) = st.watts {
+                let source = match st.power_source {
+                    PowerSource::Measured => "measured",
+                    PowerSource::Modelled => "modelled",
+                };
+                gauge!(DEVICE_POWER_WATTS, LABEL_DEVICE => name.clone(), LABEL_KIND => st.kind.clone(), LABEL_SOURCE => source).set(w);
+            }
+            for state in DEVICE_STATES {
+                gauge!(DEVICE_STATE, LABEL_DEVICE => name.clone(), LABEL_STATE => state)
+                    .set(flag(st.state.as_str() == state));
+            }
+            for t in &st.temperatures {
+                gauge!(DEVICE_TEMPERATURE_CELSIUS, LABEL_DEVICE => name.clone(), LABEL_SENSOR => t.sensor.clone()).set(t.celsius);
+            }
+            gauge!(DEVICE_HASHRATE_HASHES_PER_SECOND, LABEL_DEVICE => name.clone())
+                .set(st.hashes_per_second);
+            counter!(DEVICE_ENERGY_JOULES_TOTAL, LABEL_DEVICE => name.clone())
+                .absolute(whole(d.energy_kwh * 3.6e6));
+            counter!(DEVICE_COMMANDS_TOTAL, LABEL_DEVICE => name.clone())
+                .absolute(st.commands_sent);
+            if let Some(age) = d.telemetry_age_seconds {
+                gauge!(DEVICE_TELEMETRY_AGE_SECONDS, LABEL_DEVICE => name).set(age);
             }
         }
 

@@ -325,8 +325,12 @@ async fn an_untrusted_tls_pool_is_never_used_and_no_share_is_lost() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_mining_engine_is_a_workload_that_cannot_run_below_idle() {
+async fn the_software_asic_is_a_fleet_workload_that_cannot_run_below_idle() {
+    use hearth::clock::Clock;
+    use hearth::devices::software_asic::device::SoftwareDevice;
+    use hearth::mining::fleet::Fleet;
     use hearth::sched::workload::Workload;
+    use std::sync::Arc;
     let _one = ONE_AT_A_TIME.lock().await;
     let pool = LocalPool::start(pool_config(), "127.0.0.1:0".parse().unwrap())
         .await
@@ -335,22 +339,36 @@ async fn the_mining_engine_is_a_workload_that_cannot_run_below_idle() {
         chips: 1,
         ..AsicConfig::default()
     };
-    let e = start_mining(
-        asic.clone(),
-        client_config(vec![endpoint(pool.addr())]),
-        None,
-    )
-    .unwrap();
-    let env = e.envelope();
+    let e = Arc::new(
+        start_mining(
+            asic.clone(),
+            client_config(vec![endpoint(pool.addr())]),
+            None,
+        )
+        .unwrap(),
+    );
+    let clock = Clock::local(1.0);
+    let device = SoftwareDevice::new(e.clone(), clock.clone(), asic.chip_limit_celsius);
+    let fleet = Fleet::new(vec![Arc::new(device)], clock);
+    let env = Workload::envelope(&fleet);
     assert_eq!(
         (env.min_watts, env.max_watts, env.below_min),
         (asic.idle_watts, asic.max_watts, false)
     );
-    wait_for("a job", || e.has_work()).await;
-    Workload::set_target(&e, asic.max_watts, Duration::from_secs(60));
-    wait_for("full power", || e.actual_watts().0 > 0.9 * asic.max_watts).await;
-    Workload::set_target(&e, 0.0, Duration::from_secs(60));
-    wait_for("off", || e.actual_watts().0 == 0.0).await;
-    e.shutdown().await;
+    wait_for("a job", || fleet.has_work()).await;
+    // It follows at once: the fleet expects exactly its target, or 0 below idle.
+    assert_eq!(fleet.expected_watts(asic.max_watts), asic.max_watts);
+    assert_eq!(fleet.expected_watts(asic.idle_watts / 2.0), 0.0);
+    Workload::set_target(&fleet, asic.max_watts, Duration::from_secs(60));
+    wait_for("full power", || {
+        fleet.actual_watts().0 > 0.9 * asic.max_watts
+    })
+    .await;
+    Workload::set_target(&fleet, 0.0, Duration::from_secs(60));
+    wait_for("off", || fleet.actual_watts().0 == 0.0).await;
+    drop(fleet);
+    if let Ok(e) = Arc::try_unwrap(e) {
+        e.shutdown().await;
+    }
     pool.shutdown().await;
 }

@@ -1,5 +1,8 @@
 //! Domain types ↔ protobuf messages. Errors name the request field.
 
+use crate::mining::asic::PowerSource;
+use crate::mining::fleet::device::Setting;
+use crate::mining::fleet::DeviceReport;
 use prost_types::Timestamp;
 use tonic::Status as GrpcStatus;
 
@@ -109,12 +112,22 @@ pub fn status_to(s: &Status) -> pb::Status {
     let p = &s.sched.actual;
     let acc = &s.sched.accounts;
     let gpu_joules: f64 = acc.jobs.values().map(|j| j.joules).sum();
+    let fleet = s.fleet.as_ref().map_or(&[][..], |f| &f.devices[..]);
+    let asic_measured = !fleet.is_empty()
+        && fleet
+            .iter()
+            .all(|d| d.status.power_source == PowerSource::Measured);
     let power = vec![
         pb::WorkloadPower {
             workload: "asic".into(),
             target_watts: a.asic_watts,
             actual_watts: p.asic,
-            source: "modelled".into(),
+            source: if asic_measured {
+                "measured"
+            } else {
+                "modelled"
+            }
+            .into(),
             energy_joules: acc.mining.joules,
         },
         pb::WorkloadPower {
@@ -195,6 +208,52 @@ pub fn status_to(s: &Status) -> pb::Status {
         mining,
         gpu,
         live_jobs: s.sched.queue.live as u32,
+        devices: fleet.iter().map(device_to).collect(),
+    }
+}
+
+/// One fleet device as the proto one.
+fn device_to(d: &DeviceReport) -> pb::Device {
+    let s = &d.status;
+    let setting_name = |set: Option<Setting>| match set {
+        Some(Setting::Stop) => "stopped".to_string(),
+        Some(Setting::Level(i)) => format!("level {i}"),
+        Some(Setting::Watts(w)) => format!("{w:.0} W"),
+        None => String::new(),
+    };
+    pb::Device {
+        name: s.name.clone(),
+        kind: s.kind.clone(),
+        model: s.model.clone(),
+        address: s.address.clone(),
+        state: s.state.as_str().into(),
+        reason: s.reason.clone().unwrap_or_default(),
+        watts: s.watts,
+        power_source: match s.power_source {
+            PowerSource::Measured => "measured",
+            PowerSource::Modelled => "modelled",
+        }
+        .into(),
+        setting: s
+            .setting_name
+            .clone()
+            .unwrap_or_else(|| setting_name(s.setting)),
+        commanded: setting_name(d.commanded),
+        temperatures: s
+            .temperatures
+            .iter()
+            .map(|t| pb::DeviceTemperature {
+                sensor: t.sensor.clone(),
+                celsius: t.celsius,
+            })
+            .collect(),
+        chip_limit_celsius: s.chip_limit_celsius,
+        hashes_per_second: s.hashes_per_second,
+        shares_accepted: s.shares_accepted,
+        shares_rejected: s.shares_rejected,
+        telemetry_age_seconds: d.telemetry_age_seconds,
+        commands_sent: s.commands_sent,
+        energy_kwh: d.energy_kwh,
     }
 }
 

@@ -111,6 +111,11 @@ fn print_status(s: &pb::Status, json: bool) -> Result<()> {
             println!("  gpu: unavailable ({})", g.unavailable_reason);
         }
     }
+    if s.devices.len() > 1 || s.devices.iter().any(|d| d.kind != "software") {
+        for d in &s.devices {
+            println!("  device {}", super::devices::device_line(d).trim_end());
+        }
+    }
     for t in &s.trips {
         println!("  TRIP {}: {}", t.reason, t.detail);
     }
@@ -153,6 +158,7 @@ fn status_json(s: &pb::Status) -> serde_json::Value {
             "unavailable_reason": g.unavailable_reason, "running_job": g.running_job,
         })),
         "live_jobs": s.live_jobs,
+        "devices": s.devices.iter().map(super::devices::device_json).collect::<Vec<_>>(),
     })
 }
 

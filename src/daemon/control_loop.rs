@@ -10,6 +10,7 @@ use crate::clock::{format_clock, Clock};
 use crate::config::Config;
 use crate::market::device::{Demand, MarketStatus};
 use crate::mining::engine::MiningStatus;
+use crate::mining::fleet::FleetStatus;
 use crate::ops::Command;
 use crate::power::PowerTarget;
 use crate::sched::accounting::Accounts;
@@ -37,6 +38,7 @@ pub(super) struct ControlLoop {
     pub(super) accounts_tx: watch::Sender<Accounts>,
     pub(super) status_tx: watch::Sender<Status>,
     pub(super) mining_rx: Option<watch::Receiver<MiningStatus>>,
+    pub(super) fleet_rx: Option<watch::Receiver<FleetStatus>>,
     pub(super) gpu_rx: Option<watch::Receiver<GpuState>>,
     pub(super) queue_rx: watch::Receiver<QueueSummary>,
     /// The market task's demand input and status, when on a market.
@@ -131,6 +133,7 @@ impl ControlLoop {
             trips: verdict.trips,
             simulated_room_celsius: self.truth_rx.as_ref().map(|t| t.borrow().room_celsius),
             mining,
+            fleet: self.fleet_rx.as_ref().map(|f| f.borrow().clone()),
             gpu: self.gpu_rx.as_ref().map(|g| g.borrow().clone()),
             sched,
             market,

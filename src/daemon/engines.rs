@@ -8,10 +8,14 @@ use tokio::time::MissedTickBehavior;
 use super::tasks::Tasks;
 use crate::clock::Clock;
 use crate::config::Config;
-use crate::devices::{self, resistive::ResistiveElement};
+use crate::devices::config::DeviceKind;
+use crate::devices::software_asic::device::SoftwareDevice;
+use crate::devices::{self, resistive::ResistiveElement, DeviceContext};
 use crate::gpu::device::Gpu;
 use crate::gpu::runner::GpuRunner;
 use crate::mining::engine::{MiningEngine, MiningStatus};
+use crate::mining::fleet::device::MinerDevice;
+use crate::mining::fleet::{Fleet, FleetStatus};
 use crate::mining::stratum::client::{ClientConfig, Endpoint};
 use crate::mining::stratum::pool::LocalPool;
 use crate::ops::DaemonError;
@@ -25,26 +29,29 @@ use crate::thermal::safety::ChipTemperatures;
 pub(super) struct Engines {
     /// Their workloads, for the scheduler and the simulated room.
     pub(super) workloads: Workloads,
-    /// The mining engine and its local pool.
+    /// The mining fleet, its engine and local pool.
     pub(super) mining: Option<Mining>,
-    /// The mining status, for the snapshot.
+    /// The software ASIC's mining status, for the snapshot.
     pub(super) mining_rx: Option<watch::Receiver<MiningStatus>>,
+    /// The fleet's devices, for the snapshot.
+    pub(super) fleet_rx: Option<watch::Receiver<FleetStatus>>,
     /// The GPU runner, if enabled and opened.
     pub(super) gpu: Option<Arc<GpuRunner>>,
     /// The GPU's state, for the snapshot, if enabled.
     pub(super) gpu_rx: Option<watch::Receiver<GpuState>>,
 }
 
-/// The mining engine with the local pool it mines on when no pools are configured.
+/// The mining fleet, with the software ASIC's engine and the local pool it mines on when no
+/// pools are configured.
 pub(super) struct Mining {
-    engine: Arc<MiningEngine>,
+    engine: Option<Arc<MiningEngine>>,
     pool: Option<LocalPool>,
 }
 
 impl Mining {
     /// Stops the engine (once its last handle is gone), then the local pool.
     pub(super) async fn shutdown(self) {
-        if let Ok(engine) = Arc::try_unwrap(self.engine) {
+        if let Some(engine) = self.engine.and_then(|e| Arc::try_unwrap(e).ok()) {
             engine.shutdown().await;
         }
         if let Some(pool) = self.pool {
@@ -61,12 +68,12 @@ pub(super) async fn start(
     tasks: &mut Tasks,
 ) -> Result<Engines, DaemonError> {
     let mut workloads = Workloads::default();
-    let (mining, mining_rx) = if cfg.mining.enabled {
-        let (mining, rx) = follow_mining(cfg, chips, targets, tasks).await?;
-        workloads.asic = Some(mining.engine.clone());
-        (Some(mining), Some(rx))
+    let (mining, mining_rx, fleet_rx) = if cfg.mining.enabled {
+        let (mining, fleet, rx, fleet_rx) = follow_mining(cfg, chips, targets, tasks).await?;
+        workloads.asic = Some(fleet);
+        (Some(mining), rx, Some(fleet_rx))
     } else {
-        (None, None)
+        (None, None, None)
     };
     let (gpu, gpu_rx) = if cfg.gpu.enabled {
         let (runner, rx) = follow_gpu(cfg, targets, tasks).await;
@@ -85,27 +92,68 @@ pub(super) async fn start(
         workloads,
         mining,
         mining_rx,
+        fleet_rx,
         gpu,
         gpu_rx,
     })
 }
 
-/// Starts mining and its follower, which publishes the mining status every tick.
+/// What [`follow_mining`] starts: the fleet's parts, the fleet, and the status channels.
+type MiningParts = (
+    Mining,
+    Arc<Fleet>,
+    Option<watch::Receiver<MiningStatus>>,
+    watch::Receiver<FleetStatus>,
+);
+
+/// Starts the fleet (`[[mining.devices]]`, default the software ASIC alone) and its follower,
+/// which publishes the fleet's and the software ASIC's status every tick.
 async fn follow_mining(
     cfg: &Config,
     chips: &ChipTemperatures,
     targets: &watch::Receiver<Targets>,
     tasks: &mut Tasks,
-) -> Result<(Mining, watch::Receiver<MiningStatus>), DaemonError> {
-    let (engine, pool) = start_mining(cfg, chips).await?;
-    let engine = Arc::new(engine);
-    let (tx, rx) = watch::channel(engine.status(0.0));
-    let e = engine.clone();
+) -> Result<MiningParts, DaemonError> {
+    let ctx = DeviceContext {
+        clock: tasks.clock.clone(),
+        chips: chips.clone(),
+        shutdown: tasks.shutdown.clone(),
+    };
+    let entries = cfg.mining.fleet();
+    let mut devices: Vec<Arc<dyn MinerDevice>> = Vec::with_capacity(entries.len());
+    let (mut engine, mut pool, mut software) = (None, None, None);
+    for d in &entries {
+        if d.kind == DeviceKind::Software {
+            let (e, p) = start_mining(cfg, chips).await?;
+            let e = Arc::new(e);
+            let dev = Arc::new(SoftwareDevice::new(
+                e.clone(),
+                tasks.clock.clone(),
+                cfg.mining.asic.chip_limit_celsius,
+            ));
+            devices.push(dev.clone());
+            (engine, pool, software) = (Some(e), p, Some(dev));
+        } else {
+            let dev = devices::start_device(d, ctx.clone()).map_err(DaemonError::Mining)?;
+            devices.push(dev);
+        }
+    }
+    let fleet = Arc::new(Fleet::new(devices, tasks.clock.clone()));
+    let (fleet_tx, fleet_rx) = watch::channel(fleet.status());
+    let engine_status = engine.clone().zip(software).map(|(e, dev)| {
+        let (tx, rx) = watch::channel(e.status(0.0));
+        (tx, rx, e, dev)
+    });
+    let mining_rx = engine_status.as_ref().map(|(_, rx, _, _)| rx.clone());
+    let f = fleet.clone();
     let follower = Follower::new(tasks, targets, |t| t.asic);
-    tasks.spawn(follower.run(engine.clone(), move |asked| {
-        tx.send_replace(e.status(asked));
+    tasks.spawn(follower.run(fleet.clone(), move |_| {
+        fleet_tx.send_replace(f.status());
+        if let Some((tx, _, e, dev)) = &engine_status {
+            tx.send_replace(e.status(dev.asked_watts()));
+        }
     }));
-    Ok((Mining { engine, pool }, rx))
+    Ok((Mining { engine, pool }, fleet, mining_rx, fleet_rx))
 }
 
 /// Opens the GPU and, if it opened, starts its follower, which publishes its state every tick.

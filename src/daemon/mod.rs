@@ -170,6 +170,7 @@ pub async fn spawn(cfg: Config, clock: Clock) -> Result<DaemonHandle, DaemonErro
         accounts_tx,
         status_tx,
         mining_rx: engines.mining_rx,
+        fleet_rx: engines.fleet_rx,
         gpu_rx: engines.gpu_rx,
         queue_rx: executor.summary.clone(),
         market,

@@ -12,6 +12,7 @@
 
 pub mod config;
 pub mod driver;
+pub mod identity;
 pub mod resistive;
 pub mod software_asic;
 
@@ -20,6 +21,7 @@ use std::sync::Arc;
 
 use crate::mining::asic::{AsicBackend, AsicError, FoundShare};
 use crate::mining::engine::{EngineError, MiningEngine};
+use crate::mining::fleet::device::MinerDevice;
 use crate::mining::stratum::client::ClientConfig;
 use crate::thermal::safety::ChipTemperatures;
 use software_asic::{AsicConfig, SoftwareAsic};
@@ -45,6 +47,31 @@ pub fn start_asic(
 ) -> Result<(Arc<dyn AsicBackend>, mpsc::Receiver<FoundShare>), AsicError> {
     let (asic, found) = SoftwareAsic::start(cfg, temperatures)?;
     Ok((Arc::new(asic), found))
+}
+
+/// Starts the driver of a networked device (`kind` other than `software`, which the daemon
+/// builds from its mining engine); its task runs until `ctx.shutdown`.
+pub fn start_device(
+    cfg: &config::DeviceConfig,
+    ctx: DeviceContext,
+) -> Result<Arc<dyn MinerDevice>, String> {
+    match cfg.kind {
+        config::DeviceKind::Software => Err("the software ASIC is started with its engine".into()),
+        kind => Err(format!("device kind {} is not built yet", kind.as_str())),
+    }
+}
+
+/// Identifies the device of `kind` at `addr` (`host` or `host:port`) through its API.
+pub async fn probe(
+    kind: config::DeviceKind,
+    addr: &str,
+    timeout: std::time::Duration,
+) -> Result<identity::Identity, driver::DeviceError> {
+    let _ = (addr, timeout);
+    Err(driver::DeviceError::Unsupported(format!(
+        "device kind {} is not built yet",
+        kind.as_str()
+    )))
 }
 
 /// Starts the ASIC `asic` describes and a mining engine that feeds it from the pools in `client`.

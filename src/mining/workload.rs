@@ -1,46 +1,48 @@
-//! The mining engine as a [`Workload`] of the scheduler, and the shares it reports to it.
+//! The mining fleet as a [`Workload`] of the scheduler, and the shares mining reports to it.
 
 use std::time::Duration;
 
 use super::asic::PowerSource;
-use super::engine::{MiningEngine, MiningStatus};
+use super::engine::MiningStatus;
+use super::fleet::Fleet;
 use crate::sched::allocator::Envelope;
 use crate::sched::scheduler::AcceptedShares;
 use crate::sched::workload::{Source, Workload};
 
-impl Workload for MiningEngine {
+impl Workload for Fleet {
     fn name(&self) -> &'static str {
         "asic"
     }
 
-    /// An ASIC string is off or running: it draws at least its idle power once on, and cannot
-    /// run between 0 and that. It follows a new rate within its response time (the software
-    /// ASIC: one slice).
+    /// From the fleet's floor (devices that cannot stop) to all devices at full power; a device
+    /// runs at its levels or range only, and follows within its settle time.
     fn envelope(&self) -> Envelope {
-        let c = self.asic.power_range();
-        Envelope {
-            min_watts: c.idle_watts,
-            max_watts: c.max_watts,
-            below_min: false,
-            ramp_watts_per_second: (c.max_watts - c.idle_watts) / c.response_seconds,
-        }
+        Fleet::envelope(self)
     }
 
     fn has_work(&self) -> bool {
-        self.client.work().borrow().is_some()
+        self.devices().iter().any(|d| d.has_work())
     }
 
+    /// The sum of what the devices report (measured only if every device measures).
     fn actual_watts(&self) -> (f64, Source) {
-        let s = self.asic.stats();
-        let source = match s.power_source {
-            PowerSource::Modelled => Source::Modelled,
-            PowerSource::Measured => Source::Measured,
-        };
-        (s.power_watts, source)
+        let (mut watts, mut source) = (0.0, Source::Measured);
+        for d in self.devices() {
+            let s = d.status();
+            watts += s.watts.unwrap_or(0.0);
+            if s.power_source == PowerSource::Modelled {
+                source = Source::Modelled;
+            }
+        }
+        (watts, source)
+    }
+
+    fn expected_watts(&self, target: f64) -> f64 {
+        Fleet::expected_watts(self, target)
     }
 
     fn set_target(&self, watts: f64, valid_for: Duration) {
-        self.follow(watts, valid_for);
+        Fleet::set_target(self, watts, self.clock_seconds(valid_for));
     }
 }
 

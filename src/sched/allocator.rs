@@ -95,6 +95,9 @@ pub struct Allocation {
     pub resistive_watts: f64,
     /// Budget nobody could absorb, W.
     pub unmet_watts: f64,
+    /// What the ASIC fleet will draw over the tick, W: its target, or, for a fleet that steps
+    /// or ramps, what it really draws (see [`cover`]).
+    pub asic_expected_watts: f64,
 }
 
 impl Allocation {
@@ -250,6 +253,7 @@ impl Allocator {
             gpu_watts: gpu,
             resistive_watts: resistive,
             unmet_watts: 0.0,
+            asic_expected_watts: 0.0,
         };
         // Rounding must never tip the sum over the budget: trim the element, then the GPU, then
         // the ASIC (by a rounding error, so each stays inside its envelope's tolerance).
@@ -263,6 +267,7 @@ impl Allocator {
             over -= cut;
         }
         a.unmet_watts = (budget - a.total()).max(0.0);
+        a.asic_expected_watts = a.asic_watts;
         self.last = a;
         self.last_at = Some(now_s);
         a
@@ -292,6 +297,62 @@ impl Allocator {
             self.challenger_since = None;
         }
     }
+}
+
+/// The ASIC fleet will draw `expected` W over the tick instead of its target (its devices step,
+/// ramp or cannot stop): the GPU and the resistive element make up the difference, either way,
+/// within their envelopes, so that the room still sees the budget. Short of the target, the GPU
+/// takes more first (not under a strict pin, whose split is the owner's), then the element; over
+/// it, the element gives back first, then the GPU. What neither can absorb is unmet.
+pub fn cover(a: Allocation, expected: f64, mix: Mix, i: &Inputs) -> Allocation {
+    let budget = if i.budget_watts.is_finite() {
+        i.budget_watts.max(0.0)
+    } else {
+        0.0
+    };
+    let expected = if expected.is_finite() {
+        expected.max(0.0)
+    } else {
+        a.asic_watts
+    };
+    let mut out = Allocation {
+        asic_expected_watts: expected,
+        ..a
+    };
+    let gpu_may = i.gpu_has_work && !matches!(mix, Mix::Pinned { strict: true, .. });
+    let mut short = a.asic_watts - expected;
+    if short.abs() < 1e-6 {
+        return out;
+    }
+    if short > 0.0 {
+        if gpu_may {
+            let g = i.gpu.fit_down(out.gpu_watts + short);
+            if g > out.gpu_watts {
+                short -= g - out.gpu_watts;
+                out.gpu_watts = g;
+            }
+        }
+        if let Some(r) = &i.resistive {
+            let w = r.fit_down(out.resistive_watts + short);
+            if w > out.resistive_watts {
+                out.resistive_watts = w;
+            }
+        }
+    } else if short < 0.0 {
+        let mut excess = -short;
+        if let Some(r) = &i.resistive {
+            let w = r.fit_down((out.resistive_watts - excess).max(0.0));
+            excess -= out.resistive_watts - w;
+            out.resistive_watts = w;
+        }
+        if excess > 0.0 && out.gpu_watts > 0.0 {
+            let g = i.gpu.fit_down((out.gpu_watts - excess).max(0.0));
+            out.gpu_watts = g;
+        }
+    }
+    let drawn = expected + out.gpu_watts + out.resistive_watts;
+    out.unmet_watts = (budget - drawn).max(0.0);
+    out
 }
 
 /// Comfort before revenue: when a workload with work is off only because the spare budget is

@@ -237,6 +237,14 @@ impl Scheduler {
             },
         };
         let allocation = self.allocator.tick(now_s, self.mix, &inputs);
+        // A fleet that steps or ramps draws other than its target: the others cover the gap.
+        let allocation = match &w.asic {
+            Some(a) => {
+                let expected = a.expected_watts(allocation.asic_watts);
+                super::allocator::cover(allocation, expected, self.mix, &inputs)
+            }
+            None => allocation,
+        };
         let market_headroom_watts = self.settings.market_value_per_joule.map_or(0.0, |v| {
             super::allocator::market_headroom(self.mix, &inputs, queue.live > 0, v)
         });

@@ -29,6 +29,12 @@ pub trait Workload: Send + Sync {
     fn has_work(&self) -> bool;
     /// Its power now, W, and where the figure comes from.
     fn actual_watts(&self) -> (f64, Source);
+    /// The power it will draw over the next tick if given `target`, W: the target itself for a
+    /// workload that follows at once; a slow or stepped one (a miner fleet) says what it will
+    /// really draw, so that the others can cover the difference.
+    fn expected_watts(&self, target: f64) -> f64 {
+        target
+    }
     /// Runs at `watts` (0 = off) until `valid_for` has passed, then switches off by itself.
     fn set_target(&self, watts: f64, valid_for: Duration);
 }

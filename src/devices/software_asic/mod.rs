@@ -10,6 +10,7 @@
 //! actually computed, divided by the wall time they took.
 
 pub mod bench;
+pub mod device;
 
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
