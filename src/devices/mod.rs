@@ -10,6 +10,7 @@
 //! - [`software_asic`]: threads that compute real SHA-256d, with a power and chip model;
 //! - [`resistive`]: the resistive element, a load that draws exactly its target.
 
+pub mod braiins;
 pub mod config;
 pub mod driver;
 pub mod identity;
@@ -57,6 +58,7 @@ pub fn start_device(
 ) -> Result<Arc<dyn MinerDevice>, String> {
     match cfg.kind {
         config::DeviceKind::Software => Err("the software ASIC is started with its engine".into()),
+        config::DeviceKind::Braiins => Ok(braiins::start(cfg, ctx)),
         kind => Err(format!("device kind {} is not built yet", kind.as_str())),
     }
 }
@@ -67,11 +69,14 @@ pub async fn probe(
     addr: &str,
     timeout: std::time::Duration,
 ) -> Result<identity::Identity, driver::DeviceError> {
-    let _ = (addr, timeout);
-    Err(driver::DeviceError::Unsupported(format!(
-        "device kind {} is not built yet",
-        kind.as_str()
-    )))
+    let host_port = config::DeviceConfig::new(kind, Some(addr)).host_port();
+    match kind {
+        config::DeviceKind::Braiins => braiins::probe(&host_port, timeout).await,
+        _ => Err(driver::DeviceError::Unsupported(format!(
+            "device kind {} is not built yet",
+            kind.as_str()
+        ))),
+    }
 }
 
 /// Starts the ASIC `asic` describes and a mining engine that feeds it from the pools in `client`.
