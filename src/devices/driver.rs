@@ -296,7 +296,14 @@ impl<P: Protocol> Task<P> {
                     tracing::warn!(device = %s.name, last_watts = ?s.watts, "device unreachable: hearth cannot stop it; counted at its last known power");
                     s.state = DeviceState::Unreachable;
                 }
-                s.reason = Some(text);
+                s.reason = Some(if s.state == DeviceState::Unreachable {
+                    format!(
+                        "{text}; hearth cannot stop it: counted at its last known {}",
+                        s.watts.map_or("power".into(), |w| format!("{w:.0} W"))
+                    )
+                } else {
+                    text
+                });
             }
         }
     }

@@ -779,4 +779,77 @@ mod tests {
         };
         assert_eq!(market_headroom(ai, &b50, false, 0.0), 0.0);
     }
+
+    #[test]
+    fn the_gpu_and_the_element_cover_a_fleet_that_lags_or_steps() {
+        let mut i = inputs(500.0);
+        i.resistive = Some(Envelope {
+            min_watts: 0.0,
+            max_watts: 1000.0,
+            below_min: true,
+            ramp_watts_per_second: 1e6,
+        });
+        let a = Allocator::new(Hysteresis::default()).tick(0.0, Mix::Auto, &i);
+        assert_eq!(a.asic_watts, 400.0, "{a:?}");
+        // The fleet is still ramping (or its levels stop at 300 W): 100 W short.
+        let c = cover(a, 300.0, Mix::Auto, &i);
+        assert_eq!(c.asic_expected_watts, 300.0);
+        assert!(
+            (c.asic_expected_watts + c.gpu_watts + c.resistive_watts - 500.0).abs() < 1e-9,
+            "{c:?}"
+        );
+        assert_eq!(c.gpu_watts, a.gpu_watts + 100.0);
+        assert_eq!(c.unmet_watts, 0.0);
+        // Under a strict pin the GPU keeps its share and the element covers.
+        let strict = Mix::Pinned {
+            asic: 0.8,
+            gpu: 0.2,
+            strict: true,
+        };
+        let a = Allocator::new(Hysteresis::default()).tick(0.0, strict, &i);
+        let c = cover(a, a.asic_watts - 50.0, strict, &i);
+        assert_eq!(c.gpu_watts, a.gpu_watts);
+        assert_eq!(c.resistive_watts, a.resistive_watts + 50.0);
+        // A fleet that cannot stop draws more than its target: the element gives back first.
+        let mut hot = a;
+        hot.resistive_watts = 30.0;
+        let c = cover(hot, hot.asic_watts + 80.0, strict, &i);
+        assert_eq!(c.resistive_watts, 0.0);
+        assert_eq!(c.gpu_watts, hot.gpu_watts - 50.0);
+        // Nothing to cover: unchanged.
+        let same = cover(a, a.asic_watts, strict, &i);
+        assert_eq!(
+            (same.gpu_watts, same.resistive_watts),
+            (a.gpu_watts, a.resistive_watts)
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn covered_draw_never_exceeds_the_budget_unless_the_fleet_alone_does(
+            budget in 0.0f64..1500.0,
+            expected in 0.0f64..800.0,
+            strict in any::<bool>(),
+            with_element in any::<bool>(),
+        ) {
+            let mut i = inputs(budget);
+            if with_element {
+                i.resistive = Some(Envelope {
+                    min_watts: 0.0,
+                    max_watts: 600.0,
+                    below_min: true,
+                    ramp_watts_per_second: 1e6,
+                });
+            }
+            let mix = Mix::Pinned { asic: 0.6, gpu: 0.4, strict };
+            let a = Allocator::new(Hysteresis::default()).tick(0.0, mix, &i);
+            let c = cover(a, expected, mix, &i);
+            let drawn = c.asic_expected_watts + c.gpu_watts + c.resistive_watts;
+            if expected <= budget {
+                prop_assert!(drawn <= budget + 1e-6, "{c:?}");
+            }
+            prop_assert!(i.gpu.allows(c.gpu_watts), "{c:?}");
+            prop_assert!((c.unmet_watts - (budget - drawn).max(0.0)).abs() < 1e-6);
+        }
+    }
 }

@@ -101,7 +101,7 @@ impl Fleet {
             .zip(commanded)
             .map(|((d, s), commanded)| {
                 let steerable = matches!(s.state, DeviceState::Ok | DeviceState::Fault);
-                let profile = d.profile().filter(|_| steerable && d.has_work());
+                let profile = d.profile().filter(|_| steerable);
                 let locked = profile.as_ref().is_some_and(|p| {
                     s.last_command_at_s
                         .is_some_and(|t| now_s - t < p.min_command_interval_seconds)
@@ -111,6 +111,7 @@ impl Fleet {
                     current: commanded.or(s.setting),
                     locked,
                     watts: s.watts.unwrap_or(0.0),
+                    has_work: d.has_work(),
                 }
             })
             .collect();

@@ -21,6 +21,8 @@ pub struct View {
     pub locked: bool,
     /// Its power now, W (for a device that cannot be steered).
     pub watts: f64,
+    /// Whether it has work to hash; without, it can only be cold.
+    pub has_work: bool,
 }
 
 /// The planner's answer.
@@ -333,6 +335,7 @@ mod tests {
             current,
             locked,
             watts: 0.0,
+            has_work: true,
         }
     }
 
@@ -350,6 +353,7 @@ mod tests {
             current: None,
             locked: false,
             watts: 0.0,
+            has_work: true,
         }
     }
 
