@@ -10,8 +10,10 @@
 //! - [`software_asic`]: threads that compute real SHA-256d, with a power and chip model;
 //! - [`resistive`]: the resistive element, a load that draws exactly its target.
 
+pub mod avalon;
 pub mod config;
 pub mod driver;
+pub mod identity;
 pub mod resistive;
 pub mod software_asic;
 
