@@ -1,6 +1,11 @@
 //! What `hearth devices probe ADDR` learns about a device: its kind, model and firmware, and a
 //! line saying what it reports now. Every networked driver's `probe` returns one.
 
+use std::time::Duration;
+
+use super::config::{DeviceConfig, DeviceKind};
+use super::driver::Telemetry;
+
 /// A device as identified by one round of its own API.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Identity {
@@ -14,9 +19,29 @@ pub struct Identity {
     pub summary: String,
 }
 
+impl Identity {
+    /// The identity a first poll of a `kind` device gives.
+    pub fn of(kind: DeviceKind, tel: &Telemetry, firmware: &str) -> Self {
+        Self {
+            kind: kind.as_str(),
+            model: tel.model.clone(),
+            firmware: firmware.to_string(),
+            summary: describe(tel),
+        }
+    }
+}
+
+/// The configuration `probe` uses: a `kind` device at `host_port`, requests timing out after
+/// `timeout`.
+pub fn probe_config(kind: DeviceKind, host_port: &str, timeout: Duration) -> DeviceConfig {
+    let mut cfg = DeviceConfig::new(kind, Some(host_port));
+    cfg.timeout_seconds = Some(timeout.as_secs_f64());
+    cfg
+}
+
 /// The one-line summary of what a poll learned: setting, power, chip temperature, hashrate and
 /// condition.
-pub fn describe(tel: &super::driver::Telemetry) -> String {
+pub fn describe(tel: &Telemetry) -> String {
     let mut parts = vec![tel
         .setting_name
         .clone()

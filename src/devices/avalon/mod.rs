@@ -11,14 +11,14 @@ pub mod tokens;
 pub mod wire;
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::config::{DeviceConfig, DeviceKind, LevelConfig};
+use super::config::{DeviceConfig, DeviceKind};
 use super::driver::{self, DeviceError, Protocol, Telemetry};
-use super::identity::{describe, Identity};
+use super::identity::{probe_config, Identity};
 use super::DeviceContext;
 use crate::mining::fleet::device::{
     DeviceProfile, DeviceState, Level, MinerDevice, PowerSteps, Setting, Temperature,
@@ -126,11 +126,8 @@ struct ModeLevel {
 
 /// The Avalon protocol: what the polling task calls.
 pub struct Avalon {
-    addr: String,
-    timeout: Duration,
-    configured_levels: Option<Vec<LevelConfig>>,
-    chip_limit: Option<f64>,
-    min_interval_s: f64,
+    /// Its `[[mining.devices]]` entry.
+    cfg: DeviceConfig,
     /// The model and levels of the last poll (apply maps level indices through them).
     model: Option<&'static Model>,
     levels: Vec<ModeLevel>,
@@ -143,12 +140,7 @@ impl Avalon {
     /// A protocol for the device `cfg` describes.
     pub fn new(cfg: &DeviceConfig) -> Self {
         Self {
-            addr: cfg.host_port(),
-            timeout: Duration::try_from_secs_f64(cfg.timeout_seconds())
-                .unwrap_or(Duration::from_secs(3)),
-            configured_levels: cfg.levels.clone(),
-            chip_limit: cfg.chip_limit_celsius,
-            min_interval_s: cfg.min_command_interval_seconds(),
+            cfg: cfg.clone(),
             model: None,
             levels: Vec::new(),
             stopped: false,
@@ -159,7 +151,7 @@ impl Avalon {
     /// The levels for `model`: the configured ones, else the model's table.
     fn levels_for(&self, model: Option<&Model>) -> Vec<ModeLevel> {
         let modes = model.map_or(&[][..], |m| m.modes);
-        match &self.configured_levels {
+        match &self.cfg.levels {
             Some(levels) => levels
                 .iter()
                 .map(|l| ModeLevel {
@@ -194,7 +186,8 @@ impl Avalon {
             .map_or_else(|| r.product.clone(), |m| m.name.to_string());
         let t = &r.tokens;
         let chip_limit = self
-            .chip_limit
+            .cfg
+            .chip_limit_celsius
             .or(r.model.map(|m| m.chip_limit_celsius))
             .unwrap_or(95.0);
         let celsius = |name: &str| t.number(name, 0).filter(|c| *c > -100.0);
@@ -217,7 +210,7 @@ impl Avalon {
             steps: PowerSteps::Levels(levels.iter().map(|l| l.level.clone()).collect()),
             stopped_watts: r.model.and_then(|m| m.softoff_watts),
             settle_seconds: r.model.map_or(600.0, |m| m.settle_seconds),
-            min_command_interval_seconds: self.min_interval_s,
+            min_command_interval_seconds: self.cfg.min_command_interval_seconds(),
         };
         let mut tel = Telemetry {
             model: model_name.clone(),
@@ -284,22 +277,15 @@ impl Avalon {
     ) -> Result<Vec<String>, DeviceError> {
         let name = self.model.map_or("this Avalon", |m| m.name);
         let can_soft_off = self.model.is_some_and(|m| m.softoff_watts.is_some());
-        let index = match setting {
-            Setting::Stop if can_soft_off => {
-                // The firmware takes the time to act; a few seconds ahead, as its app does.
-                let param = format!("0,softoff,1:{}", unix_now + 5);
-                return Ok(vec![wire::request_text("ascset", Some(&param))]);
-            }
-            Setting::Stop => {
+        let Some(index) = profile.level_index(setting) else {
+            if !can_soft_off {
                 return Err(DeviceError::Unsupported(format!(
                     "{name} firmware has no soft-off; its coldest setting is its lowest work mode"
-                )))
+                )));
             }
-            Setting::Level(i) => i,
-            Setting::Watts(w) => match &profile.steps {
-                PowerSteps::Levels(l) => l.iter().rposition(|l| l.watts <= w).unwrap_or(0),
-                PowerSteps::Range { .. } => 0,
-            },
+            // The firmware takes the time to act; a few seconds ahead, as its app does.
+            let param = format!("0,softoff,1:{}", unix_now + 5);
+            return Ok(vec![wire::request_text("ascset", Some(&param))]);
         };
         let mode = self
             .levels
@@ -316,7 +302,7 @@ impl Avalon {
     }
 
     async fn send(&self, request: &str) -> Result<(), DeviceError> {
-        let text = wire::exchange(&self.addr, request, self.timeout).await?;
+        let text = wire::exchange(&self.cfg.host_port(), request, self.cfg.timeout()).await?;
         let root = reply::parse(&text)?;
         reply::section(&root, "ascset").map(|_| ())
     }
@@ -369,7 +355,7 @@ fn condition(t: &Tokens, model: Option<&Model>) -> (DeviceState, Option<String>)
 impl Protocol for Avalon {
     async fn poll(&mut self) -> Result<Telemetry, DeviceError> {
         let request = wire::request_text(POLL_COMMAND, None);
-        let text = wire::exchange(&self.addr, &request, self.timeout).await?;
+        let text = wire::exchange(&self.cfg.host_port(), &request, self.cfg.timeout()).await?;
         let root = reply::parse(&text)?;
         let reading = read(&root)?;
         self.telemetry(&reading)
@@ -398,14 +384,7 @@ pub fn start(cfg: &DeviceConfig, ctx: DeviceContext) -> Arc<dyn MinerDevice> {
 
 /// Identifies the Avalon at `host_port` with one poll.
 pub async fn probe(host_port: &str, timeout: Duration) -> Result<Identity, DeviceError> {
-    let mut cfg = DeviceConfig::new(DeviceKind::Avalon, Some(host_port));
-    cfg.timeout_seconds = Some(timeout.as_secs_f64());
-    let mut avalon = Avalon::new(&cfg);
+    let mut avalon = Avalon::new(&probe_config(DeviceKind::Avalon, host_port, timeout));
     let tel = avalon.poll().await?;
-    Ok(Identity {
-        kind: DeviceKind::Avalon.as_str(),
-        model: tel.model.clone(),
-        firmware: avalon.firmware.clone(),
-        summary: describe(&tel),
-    })
+    Ok(Identity::of(DeviceKind::Avalon, &tel, &avalon.firmware))
 }

@@ -74,22 +74,25 @@ const NANO_MODES: &[Mode] = &[
     },
 ];
 
+const NANO_3S: Model = Model {
+    name: "Avalon Nano 3S",
+    key: "NANO3S",
+    power: &[PowerField {
+        token: "PS",
+        index: 6,
+    }],
+    modes: NANO_MODES,
+    chip_limit_celsius: 95.0,
+    overheat_celsius: 113.0,
+    ecmm_overheat_mask: ECMM_TOOHOT,
+    softoff_watts: None,
+    settle_seconds: 600.0,
+};
+
 /// The models hearth knows, most specific key first.
 pub const MODELS: &[Model] = &[
-    Model {
-        name: "Avalon Nano 3S",
-        key: "NANO3S",
-        power: &[PowerField {
-            token: "PS",
-            index: 6,
-        }],
-        modes: NANO_MODES,
-        chip_limit_celsius: 95.0,
-        overheat_celsius: 113.0,
-        ecmm_overheat_mask: ECMM_TOOHOT,
-        softoff_watts: None,
-        settle_seconds: 600.0,
-    },
+    NANO_3S,
+    // Its power token after pyasic's generic Avalon reading, the Nano 3S one as a fallback.
     Model {
         name: "Avalon Nano 3",
         key: "NANO3",
@@ -103,12 +106,7 @@ pub const MODELS: &[Model] = &[
                 index: 6,
             },
         ],
-        modes: NANO_MODES,
-        chip_limit_celsius: 95.0,
-        overheat_celsius: 113.0,
-        ecmm_overheat_mask: ECMM_TOOHOT,
-        softoff_watts: None,
-        settle_seconds: 600.0,
+        ..NANO_3S
     },
     Model {
         name: "Avalon Mini 3",
@@ -134,11 +132,7 @@ pub const MODELS: &[Model] = &[
                 watts: 800.0,
             },
         ],
-        chip_limit_celsius: 95.0,
-        overheat_celsius: 113.0,
-        ecmm_overheat_mask: ECMM_TOOHOT,
-        softoff_watts: None,
-        settle_seconds: 600.0,
+        ..NANO_3S
     },
 ];
 

@@ -20,6 +20,7 @@ use super::reply;
 use super::tokens::Tokens;
 use super::wire::{self, MAX_REPLY_BYTES};
 use super::*;
+use crate::devices::config::LevelConfig;
 
 const NANO3S_MM: &str =
     "Ver[Nano3s-25012001_85ce93f] LVer[25012001_85ce93f] BVer[25012001_85ce93f] FW[Release] \
@@ -406,6 +407,24 @@ fn token_parser_handles_field_shapes() {
     assert_eq!(t.len(), 5);
 }
 
+/// A loopback peer that accepts one connection and never answers; abort the task when done.
+pub(crate) async fn silent_peer() -> (String, tokio::task::JoinHandle<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let hold = tokio::spawn(async move {
+        let (s, _) = listener.accept().await.unwrap();
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        drop(s);
+    });
+    (addr, hold)
+}
+
+/// A loopback address nothing listens on any more.
+pub(crate) async fn refused_address() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    listener.local_addr().unwrap().to_string()
+}
+
 /// A loopback CGMiner stand-in: answers each connection with the next canned bytes, after
 /// reading the request to its end (hearth half-closes); returns the requests it saw.
 async fn serve(replies: Vec<Vec<u8>>) -> (String, tokio::task::JoinHandle<Vec<String>>) {
@@ -470,13 +489,7 @@ async fn oversized_silent_and_refused_devices_fail_clearly() {
     );
 
     // Silent: accepts, never answers.
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap().to_string();
-    let hold = tokio::spawn(async move {
-        let (s, _) = listener.accept().await.unwrap();
-        tokio::time::sleep(Duration::from_secs(10)).await;
-        drop(s);
-    });
+    let (addr, hold) = silent_peer().await;
     let started = std::time::Instant::now();
     let err = wire::exchange(&addr, "{}", Duration::from_millis(300))
         .await
@@ -486,9 +499,7 @@ async fn oversized_silent_and_refused_devices_fail_clearly() {
     hold.abort();
 
     // Refused: nothing listens on the port any more.
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap().to_string();
-    drop(listener);
+    let addr = refused_address().await;
     let err = probe(&addr, Duration::from_secs(2)).await.unwrap_err();
     assert!(matches!(err, DeviceError::Connect(_)), "{err}");
 }
