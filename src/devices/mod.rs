@@ -11,6 +11,7 @@
 //! - [`resistive`]: the resistive element, a load that draws exactly its target.
 
 pub mod avalon;
+pub mod axeos;
 pub mod config;
 pub mod driver;
 pub mod identity;
