@@ -154,6 +154,12 @@ impl DeviceConfig {
         self.timeout_seconds.unwrap_or(3.0)
     }
 
+    /// [`Self::timeout_seconds`] as a real duration.
+    pub fn timeout(&self) -> std::time::Duration {
+        std::time::Duration::try_from_secs_f64(self.timeout_seconds())
+            .unwrap_or(std::time::Duration::from_secs(3))
+    }
+
     /// Least seconds between two setting changes.
     pub fn min_command_interval_seconds(&self) -> f64 {
         self.min_command_interval_seconds

@@ -18,7 +18,8 @@ use super::config::DeviceConfig;
 use super::DeviceContext;
 use crate::mining::asic::PowerSource;
 use crate::mining::fleet::device::{
-    DeviceCommand, DeviceProfile, DeviceState, DeviceStatus, MinerDevice, Setting, Temperature,
+    DeviceCommand, DeviceProfile, DeviceState, DeviceStatus, MinerDevice, PowerSteps, Setting,
+    Temperature,
 };
 use crate::thermal::safety::ChipReading;
 
@@ -313,6 +314,11 @@ impl<P: Protocol> Task<P> {
         let Some(profile) = self.driver.profile() else {
             return false;
         };
+        // A device not yet mapped to any setting (an unknown model without configured levels)
+        // cannot be told anything; its state already says why.
+        if matches!(&profile.steps, PowerSteps::Levels(l) if l.is_empty()) {
+            return false;
+        }
         let now = self.ctx.clock.now_s();
         let cold = profile.coldest();
         let wanted = match *self.commands.borrow() {

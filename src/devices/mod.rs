@@ -10,6 +10,8 @@
 //! - [`software_asic`]: threads that compute real SHA-256d, with a power and chip model;
 //! - [`resistive`]: the resistive element, a load that draws exactly its target.
 
+pub mod avalon;
+pub mod axeos;
 pub mod braiins;
 pub mod config;
 pub mod driver;
@@ -58,8 +60,9 @@ pub fn start_device(
 ) -> Result<Arc<dyn MinerDevice>, String> {
     match cfg.kind {
         config::DeviceKind::Software => Err("the software ASIC is started with its engine".into()),
+        config::DeviceKind::Avalon => Ok(avalon::start(cfg, ctx)),
+        config::DeviceKind::Axeos => Ok(axeos::start(cfg, ctx)),
         config::DeviceKind::Braiins => Ok(braiins::start(cfg, ctx)),
-        kind => Err(format!("device kind {} is not built yet", kind.as_str())),
     }
 }
 
@@ -71,11 +74,12 @@ pub async fn probe(
 ) -> Result<identity::Identity, driver::DeviceError> {
     let host_port = config::DeviceConfig::new(kind, Some(addr)).host_port();
     match kind {
+        config::DeviceKind::Avalon => avalon::probe(&host_port, timeout).await,
+        config::DeviceKind::Axeos => axeos::probe(&host_port, timeout).await,
         config::DeviceKind::Braiins => braiins::probe(&host_port, timeout).await,
-        _ => Err(driver::DeviceError::Unsupported(format!(
-            "device kind {} is not built yet",
-            kind.as_str()
-        ))),
+        config::DeviceKind::Software => Err(driver::DeviceError::Unsupported(
+            "the software ASIC has no address to probe".into(),
+        )),
     }
 }
 

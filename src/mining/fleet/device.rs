@@ -89,6 +89,18 @@ impl DeviceProfile {
         }
     }
 
+    /// The level `setting` asks for: `Level(i)` itself, `Watts(w)` the highest level of at most
+    /// `w` (else the lowest); `None` for `Stop` and for a power range.
+    pub fn level_index(&self, setting: Setting) -> Option<usize> {
+        match (setting, &self.steps) {
+            (Setting::Stop, _) | (_, PowerSteps::Range { .. }) => None,
+            (Setting::Level(i), PowerSteps::Levels(_)) => Some(i),
+            (Setting::Watts(w), PowerSteps::Levels(l)) => {
+                Some(l.iter().rposition(|l| l.watts <= w).unwrap_or(0))
+            }
+        }
+    }
+
     /// The setting it falls back to when it must be cold: stopped if it can stop, else its
     /// lowest setting.
     pub fn coldest(&self) -> Setting {
