@@ -4,6 +4,7 @@ use anyhow::Result;
 use clap::Subcommand;
 
 mod api;
+mod fleet;
 mod gpu;
 mod hash;
 mod market;
@@ -18,6 +19,9 @@ pub enum BenchAction {
     /// The marketplace on loopback: tiny jobs matched and completed per second with N
     /// simulated heaters, offer-to-start p50/p99, and redelivery after a heater dies.
     Market(market::MarketBenchArgs),
+    /// How closely a fleet of emulated miners follows the heat budget in a simulated room,
+    /// beside the software ASIC in the same run (RMS and worst error, settle time, commands).
+    Fleet(fleet::FleetBenchArgs),
     /// Matmul GFLOP/s (tuned, naive, CPU sgemm), throttle response and mlp_train throughput.
     Gpu {
         /// Matrix sizes (M = N = K).
@@ -75,6 +79,7 @@ pub fn run(action: BenchAction) -> Result<()> {
     match action {
         BenchAction::Api(args) => api::run(args),
         BenchAction::Market(args) => market::run(args),
+        BenchAction::Fleet(args) => fleet::run(args),
         BenchAction::Gpu {
             sizes,
             adapter,
