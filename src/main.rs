@@ -5,7 +5,7 @@ use clap::{Parser, Subcommand};
 
 mod cli;
 
-use cli::{bench, config, control, gpu, jobs, market, mine, pool, serve, simulate, token};
+use cli::{bench, config, control, emulate, gpu, jobs, market, mine, pool, serve, simulate, token};
 
 /// hearth: the control daemon of a compute heater.
 #[derive(Parser)]
@@ -67,6 +67,8 @@ enum Command {
         #[command(subcommand)]
         action: market::MarketAction,
     },
+    /// Emulate a miner (avalon, axeos, braiins) on a local port, to try hearth without hardware.
+    Emulate(emulate::EmulateArgs),
     /// Measure performance.
     Bench {
         #[command(subcommand)]
@@ -111,5 +113,6 @@ fn run(cli: Cli) -> Result<()> {
         Command::Gpu { action } => gpu::run(action),
         Command::Jobs { action } => jobs::run(action),
         Command::Market { action } => market::run(action),
+        Command::Emulate(args) => emulate::run(args),
     }
 }

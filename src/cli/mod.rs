@@ -5,6 +5,7 @@ pub mod bench;
 pub mod client;
 pub mod config;
 pub mod control;
+pub mod emulate;
 pub mod gpu;
 pub mod jobs;
 pub mod market;
