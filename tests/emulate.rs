@@ -540,7 +540,7 @@ async fn braiins_needs_a_session_token_and_ramps_to_its_power_target() {
     let v: tonic::Response<ApiVersion> = call(
         &ch,
         "/braiins.bos.ApiVersionService/GetApiVersion",
-        ApiVersionRequest {},
+        ApiVersionRequest::default(),
         None,
     )
     .await
@@ -548,7 +548,7 @@ async fn braiins_needs_a_session_token_and_ramps_to_its_power_target() {
     assert_eq!(v.get_ref().major, 1);
 
     const STATS: &str = "/braiins.bos.v1.MinerService/GetMinerStats";
-    let e = call::<_, GetMinerStatsResponse>(&ch, STATS, GetMinerStatsRequest {}, None)
+    let e = call::<_, GetMinerStatsResponse>(&ch, STATS, GetMinerStatsRequest::default(), None)
         .await
         .unwrap_err();
     assert_eq!(e.code(), tonic::Code::Unauthenticated);
@@ -558,7 +558,7 @@ async fn braiins_needs_a_session_token_and_ramps_to_its_power_target() {
     let e = call::<_, GetMinerStatsResponse>(
         &ch,
         STATS,
-        GetMinerStatsRequest {},
+        GetMinerStatsRequest::default(),
         Some(&format!("Bearer {token}")),
     )
     .await
@@ -570,7 +570,7 @@ async fn braiins_needs_a_session_token_and_ramps_to_its_power_target() {
     );
 
     let s: tonic::Response<GetMinerStatsResponse> =
-        call(&ch, STATS, GetMinerStatsRequest {}, Some(&token))
+        call(&ch, STATS, GetMinerStatsRequest::default(), Some(&token))
             .await
             .unwrap();
     let watt = s
@@ -585,7 +585,7 @@ async fn braiins_needs_a_session_token_and_ramps_to_its_power_target() {
     let c: tonic::Response<GetConstraintsResponse> = call(
         &ch,
         "/braiins.bos.v1.ConfigurationService/GetConstraints",
-        GetConstraintsRequest {},
+        GetConstraintsRequest::default(),
         Some(&token),
     )
     .await
@@ -626,7 +626,7 @@ async fn braiins_needs_a_session_token_and_ramps_to_its_power_target() {
     let t: tonic::Response<GetTunerStateResponse> = call(
         &ch,
         "/braiins.bos.v1.PerformanceService/GetTunerState",
-        GetTunerStateRequest {},
+        GetTunerStateRequest::default(),
         Some(&token),
     )
     .await

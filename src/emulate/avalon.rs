@@ -13,17 +13,16 @@
 //! time after a mode change, whether `softoff`/`softon` exist, and where in `PS[...]` the wall
 //! watts sit.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use super::model::{c_float, Params, Physics, Ramp};
+use super::model::{self, c_float, state_of, Params, Physics, Ramp, Watch};
 use super::net::{self, Server};
 use super::{
-    lock, pick_model, EmulateError, Emulated, EmulatorKind, EmulatorOptions, EmulatorState, Fault,
-    Shared,
+    pick_model, EmulateError, EmulatorKind, EmulatorOptions, EmulatorState, Fault, Live, Shared,
 };
 
 /// One work mode of a model.
@@ -82,41 +81,7 @@ pub struct Model {
 /// Calibration times are of the order owners report (minutes); thermal constants are chosen so
 /// the chips sit near 75 °C at the highest mode in a 21 °C room.
 pub const MODELS: &[Model] = &[
-    Model {
-        key: "nano3s",
-        prod: "Avalon Nano3s",
-        model: "Nano3s",
-        modes: &[
-            Mode {
-                name: "low",
-                watts: 70.0,
-                ths: 3.5,
-            },
-            Mode {
-                name: "medium",
-                watts: 100.0,
-                ths: 4.8,
-            },
-            Mode {
-                name: "high",
-                watts: 140.0,
-                ths: 6.0,
-            },
-        ],
-        levels: (0, 0),
-        calibration_s: 240.0,
-        soft_off: false,
-        ps_wall_index: 6,
-        standby_w: 8.0,
-        tau_power_s: 20.0,
-        tau_temp_s: 90.0,
-        chip_c_per_w: 0.39,
-        outlet_c_per_w: 0.12,
-        overtemp_c: 100.0,
-        recover_c: 80.0,
-        asics: 10,
-        fans: 1,
-    },
+    NANO3S,
     Model {
         key: "nano3",
         prod: "Avalon Nano3",
@@ -138,19 +103,7 @@ pub const MODELS: &[Model] = &[
                 ths: 4.0,
             },
         ],
-        levels: (0, 0),
-        calibration_s: 240.0,
-        soft_off: false,
-        ps_wall_index: 6,
-        standby_w: 8.0,
-        tau_power_s: 20.0,
-        tau_temp_s: 90.0,
-        chip_c_per_w: 0.39,
-        outlet_c_per_w: 0.12,
-        overtemp_c: 100.0,
-        recover_c: 80.0,
-        asics: 10,
-        fans: 1,
+        ..NANO3S
     },
     Model {
         key: "mini3",
@@ -173,21 +126,55 @@ pub const MODELS: &[Model] = &[
                 ths: 37.5,
             },
         ],
-        levels: (0, 0),
         calibration_s: 300.0,
         soft_off: true,
-        ps_wall_index: 6,
         standby_w: 20.0,
         tau_power_s: 30.0,
         tau_temp_s: 120.0,
         chip_c_per_w: 0.068,
         outlet_c_per_w: 0.025,
-        overtemp_c: 100.0,
-        recover_c: 80.0,
         asics: 40,
         fans: 2,
+        ..NANO3S
     },
 ];
+
+/// The Nano 3S, the default and the base of the other entries.
+const NANO3S: Model = Model {
+    key: "nano3s",
+    prod: "Avalon Nano3s",
+    model: "Nano3s",
+    modes: &[
+        Mode {
+            name: "low",
+            watts: 70.0,
+            ths: 3.5,
+        },
+        Mode {
+            name: "medium",
+            watts: 100.0,
+            ths: 4.8,
+        },
+        Mode {
+            name: "high",
+            watts: 140.0,
+            ths: 6.0,
+        },
+    ],
+    levels: (0, 0),
+    calibration_s: 240.0,
+    soft_off: false,
+    ps_wall_index: 6,
+    standby_w: 8.0,
+    tau_power_s: 20.0,
+    tau_temp_s: 90.0,
+    chip_c_per_w: 0.39,
+    outlet_c_per_w: 0.12,
+    overtemp_c: 100.0,
+    recover_c: 80.0,
+    asics: 10,
+    fans: 1,
+};
 
 /// Firmware version strings the device reports (the public Nano 3S release).
 const FW: &str = "25012001_85ce93f";
@@ -239,32 +226,6 @@ impl Device {
         }
     }
 
-    /// Advances the model to `now`, running the over-temperature protection on the way.
-    fn sync(&mut self, now_s: f64) {
-        let (trip, recover) = (self.model.overtemp_c, self.model.recover_c);
-        for _ in 0..16 {
-            let hot = self.overtemp;
-            let changed = self.phys.advance(now_s, |p| {
-                if hot {
-                    p.chip_c() < recover
-                } else {
-                    p.chip_c() >= trip
-                }
-            });
-            if !changed {
-                return;
-            }
-            self.overtemp = !hot;
-            tracing::info!(
-                overtemp = self.overtemp,
-                chip = self.phys.chip_c(),
-                "avalon emulator over-temperature state"
-            );
-            self.retarget();
-        }
-        self.phys.advance(now_s, |_| false);
-    }
-
     fn retarget(&mut self) {
         let m = self.model.modes[self.mode];
         let target = if self.soft_off || self.overtemp {
@@ -290,50 +251,46 @@ impl Device {
     }
 }
 
-struct Avalon {
-    shared: Arc<Shared>,
-    dev: Mutex<Device>,
-}
+impl model::Device for Device {
+    fn physics(&mut self) -> &mut Physics {
+        &mut self.phys
+    }
 
-impl Avalon {
-    /// Runs `f` on the device advanced to now.
-    fn with<R>(&self, f: impl FnOnce(&mut Device, f64) -> R) -> R {
-        let now = self.shared.clock.now_s();
-        let mut d = lock(&self.dev);
-        d.sync(now);
-        f(&mut d, now)
+    fn watch(&self) -> Watch {
+        if self.overtemp {
+            Watch::ChipBelow(self.model.recover_c)
+        } else {
+            Watch::ChipAtLeast(self.model.overtemp_c)
+        }
+    }
+
+    fn react(&mut self) {
+        self.overtemp = !self.overtemp;
+        tracing::info!(
+            overtemp = self.overtemp,
+            chip = self.phys.chip_c(),
+            "avalon emulator over-temperature state"
+        );
+        self.retarget();
+    }
+
+    fn state(&self, now: f64) -> EmulatorState {
+        EmulatorState {
+            level: Some(self.mode),
+            setting: self.model.modes[self.mode].name.into(),
+            calibrating: self.calibrating(now),
+            paused: self.soft_off,
+            overheated: self.overtemp,
+            ..state_of(EmulatorKind::Avalon, self.model.key, &self.phys, now)
+        }
+    }
+
+    fn overheat_heat_c(&self) -> f64 {
+        60.0
     }
 }
 
-impl Emulated for Avalon {
-    fn snapshot(&self) -> EmulatorState {
-        self.with(|d, now| EmulatorState {
-            kind: EmulatorKind::Avalon,
-            model: d.model.key.into(),
-            level: Some(d.mode),
-            setting: d.model.modes[d.mode].name.into(),
-            target_watts: d.phys.target_w(),
-            wall_watts: d.phys.power_w(),
-            chip_celsius: d.phys.chip_c(),
-            board_celsius: d.phys.board_c(),
-            ambient_celsius: d.phys.ambient_c(),
-            hashrate_ghs: d.phys.hashrate_ghs(),
-            calibrating: d.calibrating(now),
-            paused: d.soft_off,
-            overheated: d.overtemp,
-            flash_writes: 0,
-            at_s: now,
-        })
-    }
-
-    fn set_overheat(&self, on: bool) {
-        self.with(|d, _| d.phys.set_extra_heat(if on { 60.0 } else { 0.0 }));
-    }
-
-    fn set_ambient_celsius(&self, c: f64) {
-        self.with(|d, _| d.phys.set_ambient(c));
-    }
-}
+type Avalon = Live<Device>;
 
 /// Builds an Avalon emulator from `opts`.
 pub(crate) fn build(opts: &EmulatorOptions, shared: Arc<Shared>) -> Result<Server, EmulateError> {
@@ -344,10 +301,10 @@ pub(crate) fn build(opts: &EmulatorOptions, shared: Arc<Shared>) -> Result<Serve
         opts.model.as_deref(),
     )?;
     let now = shared.clock.now_s();
-    let dev = Arc::new(Avalon {
+    let dev = Arc::new(Avalon::new(
         shared,
-        dev: Mutex::new(Device::new(model, now, opts.ambient_celsius)),
-    });
+        Device::new(model, now, opts.ambient_celsius),
+    ));
     let serving = dev.clone();
     Ok(Server {
         device: dev,

@@ -11,7 +11,7 @@
 //! reduced settings by itself).
 
 use std::convert::Infallible;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::{Bytes, Incoming};
@@ -20,11 +20,10 @@ use hyper_util::rt::TokioIo;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
-use super::model::{Params, Physics, Ramp};
+use super::model::{self, state_of, Params, Physics, Ramp, Watch};
 use super::net::{self, Server};
 use super::{
-    lock, pick_model, EmulateError, Emulated, EmulatorKind, EmulatorOptions, EmulatorState, Fault,
-    Shared,
+    pick_model, EmulateError, EmulatorKind, EmulatorOptions, EmulatorState, Fault, Live, Shared,
 };
 
 /// What differs between Bitaxe boards (data, not code).
@@ -131,6 +130,8 @@ struct Device {
     flash_writes: u64,
     hostname: String,
     boot_s: f64,
+    firmware: String,
+    has_pause: bool,
 }
 
 impl Device {
@@ -154,31 +155,7 @@ impl Device {
         self.phys.set_target(target, full, ghs);
     }
 
-    /// Advances to `now`, running the firmware's overheat protection on the way.
-    fn sync(&mut self, now_s: f64) {
-        for _ in 0..4 {
-            let armed = self.frequency > 50.0 || self.core_mv > 1000;
-            let tripped = self.phys.advance(now_s, |p| {
-                armed && (p.chip_c() > THROTTLE_C || p.board_c() > VR_THROTTLE_C)
-            });
-            if !tripped {
-                return;
-            }
-            tracing::info!(
-                chip = self.phys.chip_c(),
-                vr = self.phys.board_c(),
-                "axeos emulator overheat: safe settings, overheat_mode=1"
-            );
-            self.overheat = true;
-            self.frequency = 50.0;
-            self.core_mv = 1000;
-            self.flash_writes += 1;
-            self.retarget();
-        }
-        self.phys.advance(now_s, |_| false);
-    }
-
-    fn info(&self, now: f64, firmware: &str, has_pause: bool) -> serde_json::Value {
+    fn info(&self, now: f64) -> serde_json::Value {
         let p = &self.phys;
         let power = p.power_w();
         let input_mv = SUPPLY_MV - 4.0 * power;
@@ -211,7 +188,7 @@ impl Device {
             "stratumURL": "127.0.0.1",
             "stratumPort": 3333,
             "stratumUser": "hearth.emulator",
-            "version": firmware,
+            "version": self.firmware,
             "idfVersion": "v5.4.1",
             "runningPartition": "factory",
             "overheat_mode": u8::from(self.overheat),
@@ -219,7 +196,7 @@ impl Device {
             "fanspeed": ((p.chip_c() - 30.0) * 2.5).clamp(20.0, 100.0).round(),
             "fanrpm": (((p.chip_c() - 30.0) * 2.5).clamp(20.0, 100.0) * 60.0).round(),
         });
-        if has_pause {
+        if self.has_pause {
             v["miningPaused"] = serde_json::Value::Bool(self.paused);
         }
         v
@@ -230,51 +207,49 @@ fn round2(x: f64) -> f64 {
     (x * 100.0).round() / 100.0
 }
 
-struct Axeos {
-    shared: Arc<Shared>,
-    dev: Mutex<Device>,
-    firmware: String,
-    has_pause: bool,
-}
+impl model::Device for Device {
+    fn physics(&mut self) -> &mut Physics {
+        &mut self.phys
+    }
 
-impl Axeos {
-    fn with<R>(&self, f: impl FnOnce(&mut Device, f64) -> R) -> R {
-        let now = self.shared.clock.now_s();
-        let mut d = lock(&self.dev);
-        d.sync(now);
-        f(&mut d, now)
+    fn watch(&self) -> Watch {
+        // The firmware acts only while above its safe settings.
+        if self.frequency > 50.0 || self.core_mv > 1000 {
+            Watch::ChipOrBoardAbove(THROTTLE_C, VR_THROTTLE_C)
+        } else {
+            Watch::Never
+        }
+    }
+
+    fn react(&mut self) {
+        tracing::info!(
+            chip = self.phys.chip_c(),
+            vr = self.phys.board_c(),
+            "axeos emulator overheat: safe settings, overheat_mode=1"
+        );
+        self.overheat = true;
+        self.frequency = 50.0;
+        self.core_mv = 1000;
+        self.flash_writes += 1;
+        self.retarget();
+    }
+
+    fn state(&self, now: f64) -> EmulatorState {
+        EmulatorState {
+            setting: format!("{} MHz / {} mV", self.frequency, self.core_mv),
+            paused: self.paused,
+            overheated: self.overheat,
+            flash_writes: self.flash_writes,
+            ..state_of(EmulatorKind::Axeos, self.model.key, &self.phys, now)
+        }
+    }
+
+    fn overheat_heat_c(&self) -> f64 {
+        40.0
     }
 }
 
-impl Emulated for Axeos {
-    fn snapshot(&self) -> EmulatorState {
-        self.with(|d, now| EmulatorState {
-            kind: EmulatorKind::Axeos,
-            model: d.model.key.into(),
-            level: None,
-            setting: format!("{} MHz / {} mV", d.frequency, d.core_mv),
-            target_watts: d.phys.target_w(),
-            wall_watts: d.phys.power_w(),
-            chip_celsius: d.phys.chip_c(),
-            board_celsius: d.phys.board_c(),
-            ambient_celsius: d.phys.ambient_c(),
-            hashrate_ghs: d.phys.hashrate_ghs(),
-            calibrating: false,
-            paused: d.paused,
-            overheated: d.overheat,
-            flash_writes: d.flash_writes,
-            at_s: now,
-        })
-    }
-
-    fn set_overheat(&self, on: bool) {
-        self.with(|d, _| d.phys.set_extra_heat(if on { 40.0 } else { 0.0 }));
-    }
-
-    fn set_ambient_celsius(&self, c: f64) {
-        self.with(|d, _| d.phys.set_ambient(c));
-    }
-}
+type Axeos = Live<Device>;
 
 /// Parses `v2.14.0` (or `2.14`) into (major, minor, patch).
 fn parse_version(v: &str) -> Option<(u32, u32, u32)> {
@@ -319,15 +294,12 @@ pub(crate) fn build(opts: &EmulatorOptions, shared: Arc<Shared>) -> Result<Serve
         flash_writes: 0,
         hostname: "bitaxe".into(),
         boot_s: now,
+        has_pause: version >= (2, 14, 0),
+        firmware,
     };
     let (w, ghs) = (dev.setting_w(), dev.setting_ghs());
     dev.phys = Physics::settled(params, now, opts.ambient_celsius, w, ghs);
-    let axeos = Arc::new(Axeos {
-        shared,
-        dev: Mutex::new(dev),
-        firmware,
-        has_pause: version >= (2, 14, 0),
-    });
+    let axeos = Arc::new(Axeos::new(shared, dev));
     let serving = axeos.clone();
     Ok(Server {
         device: axeos,
@@ -361,7 +333,7 @@ async fn serve(dev: Arc<Axeos>, mut stream: TcpStream, fault: Fault) {
             return net::write_oversized(&mut stream, head, b'9').await;
         }
         Fault::Truncated => {
-            let body = dev.with(|d, now| d.info(now, &dev.firmware, dev.has_pause).to_string());
+            let body = dev.with(|d, now| d.info(now).to_string());
             let head = format!(
                 "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
                 body.len()
@@ -438,13 +410,12 @@ impl Axeos {
             return text(status, body);
         }
         let (method, path) = (req.method().clone(), req.uri().path().to_string());
+        let has_pause = self.with(|d, _| d.has_pause);
         match (method, path.as_str()) {
-            (Method::GET, "/api/system/info") => {
-                json(&self.with(|d, now| d.info(now, &self.firmware, self.has_pause)))
-            }
+            (Method::GET, "/api/system/info") => json(&self.with(|d, now| d.info(now))),
             (Method::PATCH, "/api/system") => self.patch(req).await,
-            (Method::POST, "/api/system/pause") if self.has_pause => self.pause(true),
-            (Method::POST, "/api/system/resume") if self.has_pause => self.pause(false),
+            (Method::POST, "/api/system/pause") if has_pause => self.pause(true),
+            (Method::POST, "/api/system/resume") if has_pause => self.pause(false),
             _ => text(StatusCode::NOT_FOUND, "Nothing matches the given URI"),
         }
     }

@@ -12,7 +12,7 @@
 
 use std::collections::HashMap;
 use std::convert::Infallible;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -22,18 +22,21 @@ use tonic::server::{Grpc, UnaryService};
 use tonic::Status;
 use tonic_prost::ProstCodec;
 
-use super::model::{Params, Physics, Ramp};
+use super::model::{self, state_of, Params, Physics, Ramp, Watch};
 use super::net::{self, Server};
 use super::{
-    lock, pick_model, EmulateError, Emulated, EmulatorKind, EmulatorOptions, EmulatorState, Fault,
-    Shared,
+    pick_model, EmulateError, EmulatorKind, EmulatorOptions, EmulatorState, Fault, Live, Shared,
 };
 
 /// The emulator's subset of the `braiins.bos` messages, with the public field numbers.
 pub mod proto {
-    /// `braiins.bos.ApiVersionRequest`.
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub struct ApiVersionRequest {}
+    /// Any message without fields (the requests of the getters and actions, `LoginResponse`):
+    /// they all encode to nothing.
+    #[derive(Clone, Copy, PartialEq, prost::Message)]
+    pub struct Empty {}
+
+    /// `braiins.bos.ApiVersionRequest`: no fields.
+    pub type ApiVersionRequest = Empty;
 
     /// `braiins.bos.ApiVersion`.
     #[derive(Clone, PartialEq, prost::Message)]
@@ -66,9 +69,8 @@ pub mod proto {
         pub password: String,
     }
 
-    /// `braiins.bos.v1.LoginResponse` (the token comes in the `authorization` header).
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub struct LoginResponse {}
+    /// `braiins.bos.v1.LoginResponse`: no fields.
+    pub type LoginResponse = Empty;
 
     /// `braiins.bos.v1.Power`.
     #[derive(Clone, Copy, PartialEq, prost::Message)]
@@ -121,9 +123,8 @@ pub mod proto {
         pub power_target: Option<Power>,
     }
 
-    /// `braiins.bos.v1.GetConstraintsRequest`.
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub struct GetConstraintsRequest {}
+    /// `braiins.bos.v1.GetConstraintsRequest`: no fields.
+    pub type GetConstraintsRequest = Empty;
 
     /// `braiins.bos.v1.PowerConstraints`.
     #[derive(Clone, PartialEq, prost::Message)]
@@ -158,9 +159,8 @@ pub mod proto {
         pub tuner_constraints: Option<TunerConstraints>,
     }
 
-    /// `braiins.bos.v1.GetMinerStatsRequest`.
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub struct GetMinerStatsRequest {}
+    /// `braiins.bos.v1.GetMinerStatsRequest`: no fields.
+    pub type GetMinerStatsRequest = Empty;
 
     /// `braiins.bos.v1.RealHashrate`.
     #[derive(Clone, PartialEq, prost::Message)]
@@ -212,9 +212,8 @@ pub mod proto {
         pub power_stats: Option<MinerPowerStats>,
     }
 
-    /// `braiins.bos.v1.GetMinerDetailsRequest`.
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub struct GetMinerDetailsRequest {}
+    /// `braiins.bos.v1.GetMinerDetailsRequest`: no fields.
+    pub type GetMinerDetailsRequest = Empty;
 
     /// `braiins.bos.v1.MinerIdentity`.
     #[derive(Clone, PartialEq, prost::Message)]
@@ -275,9 +274,8 @@ pub mod proto {
         pub status: i32,
     }
 
-    /// `braiins.bos.v1.GetCoolingStateRequest`.
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub struct GetCoolingStateRequest {}
+    /// `braiins.bos.v1.GetCoolingStateRequest`: no fields.
+    pub type GetCoolingStateRequest = Empty;
 
     /// `braiins.bos.v1.FanState`.
     #[derive(Clone, PartialEq, prost::Message)]
@@ -321,9 +319,8 @@ pub mod proto {
         pub highest_temperature: Option<TemperatureSensor>,
     }
 
-    /// `braiins.bos.v1.PauseMiningRequest`.
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub struct PauseMiningRequest {}
+    /// `braiins.bos.v1.PauseMiningRequest`: no fields.
+    pub type PauseMiningRequest = Empty;
 
     /// `braiins.bos.v1.PauseMiningResponse`.
     #[derive(Clone, PartialEq, prost::Message)]
@@ -333,9 +330,8 @@ pub mod proto {
         pub already_paused: bool,
     }
 
-    /// `braiins.bos.v1.ResumeMiningRequest`.
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub struct ResumeMiningRequest {}
+    /// `braiins.bos.v1.ResumeMiningRequest`: no fields.
+    pub type ResumeMiningRequest = Empty;
 
     /// `braiins.bos.v1.ResumeMiningResponse`.
     #[derive(Clone, PartialEq, prost::Message)]
@@ -345,9 +341,8 @@ pub mod proto {
         pub already_mining: bool,
     }
 
-    /// `braiins.bos.v1.GetTunerStateRequest`.
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub struct GetTunerStateRequest {}
+    /// `braiins.bos.v1.GetTunerStateRequest`: no fields.
+    pub type GetTunerStateRequest = Empty;
 
     /// `braiins.bos.v1.PowerTargetProfile` (subset).
     #[derive(Clone, PartialEq, prost::Message)]
@@ -469,6 +464,9 @@ struct Device {
     paused: bool,
     hot: bool,
     boot_s: f64,
+    sessions: HashMap<String, f64>,
+    username: String,
+    password: String,
 }
 
 impl Device {
@@ -489,62 +487,16 @@ impl Device {
         self.phys.set_target(target, full, ghs);
     }
 
-    fn sync(&mut self, now_s: f64) {
-        let (danger, resume) = (self.model.dangerous_c, RESUME_C);
-        for _ in 0..16 {
-            let hot = self.hot;
-            let changed = self.phys.advance(now_s, |p| {
-                if hot {
-                    p.chip_c() < resume
-                } else {
-                    p.chip_c() >= danger
-                }
-            });
-            if !changed {
-                return;
-            }
-            self.hot = !hot;
-            tracing::info!(
-                hot = self.hot,
-                "braiins emulator dangerous-temperature stop"
-            );
-            self.retarget();
-        }
-        self.phys.advance(now_s, |_| false);
-    }
-
     fn tuning(&self) -> bool {
         !self.phys.settled_within(0.01)
     }
 }
 
-struct Braiins {
-    shared: Arc<Shared>,
-    dev: Mutex<Device>,
-    sessions: Mutex<HashMap<String, f64>>,
-    username: String,
-    password: String,
-}
-
-impl Braiins {
-    fn with<R>(&self, f: impl FnOnce(&mut Device, f64) -> R) -> R {
-        let now = self.shared.clock.now_s();
-        let mut d = lock(&self.dev);
-        d.sync(now);
-        f(&mut d, now)
-    }
-
-    /// Checks the raw token in `authorization` and refreshes its session.
-    fn authorize<T>(&self, req: &tonic::Request<T>) -> Result<(), Status> {
-        let token = req
-            .metadata()
-            .get("authorization")
-            .and_then(|v| v.to_str().ok())
-            .ok_or_else(|| Status::unauthenticated("missing authorization token"))?;
-        let now = self.shared.clock.now_s();
-        let mut s = lock(&self.sessions);
-        s.retain(|_, last| now - *last <= SESSION_S);
-        match s.get_mut(token) {
+impl Device {
+    /// Checks a raw session token and refreshes its session.
+    fn authorize(&mut self, token: &str, now: f64) -> Result<(), Status> {
+        self.sessions.retain(|_, last| now - *last <= SESSION_S);
+        match self.sessions.get_mut(token) {
             Some(last) => {
                 *last = now;
                 Ok(())
@@ -553,35 +505,89 @@ impl Braiins {
         }
     }
 
-    fn login(
-        &self,
-        req: tonic::Request<LoginRequest>,
-    ) -> Result<tonic::Response<LoginResponse>, Status> {
-        let r = req.into_inner();
-        if r.username != self.username || r.password != self.password {
+    /// Opens a session for the right credentials; returns its token.
+    fn login(&mut self, user: &str, password: &str, now: f64) -> Result<String, Status> {
+        if user != self.username || password != self.password {
             return Err(Status::unauthenticated("invalid username or password"));
+        }
+        self.sessions.retain(|_, last| now - *last <= SESSION_S);
+        if self.sessions.len() >= MAX_SESSIONS {
+            let oldest = self
+                .sessions
+                .iter()
+                .min_by(|a, b| a.1.total_cmp(b.1))
+                .map(|(k, _)| k.clone());
+            if let Some(oldest) = oldest {
+                self.sessions.remove(&oldest);
+            }
         }
         let token: String = rand::rng()
             .sample_iter(&rand::distr::Alphanumeric)
             .take(16)
             .map(char::from)
             .collect();
-        let now = self.shared.clock.now_s();
-        {
-            let mut s = lock(&self.sessions);
-            s.retain(|_, last| now - *last <= SESSION_S);
-            if s.len() >= MAX_SESSIONS {
-                if let Some(oldest) = s
-                    .iter()
-                    .min_by(|a, b| a.1.total_cmp(b.1))
-                    .map(|(k, _)| k.clone())
-                {
-                    s.remove(&oldest);
-                }
-            }
-            s.insert(token.clone(), now);
+        self.sessions.insert(token.clone(), now);
+        Ok(token)
+    }
+}
+
+impl model::Device for Device {
+    fn physics(&mut self) -> &mut Physics {
+        &mut self.phys
+    }
+
+    fn watch(&self) -> Watch {
+        if self.hot {
+            Watch::ChipBelow(RESUME_C)
+        } else {
+            Watch::ChipAtLeast(self.model.dangerous_c)
         }
-        let mut resp = tonic::Response::new(LoginResponse {});
+    }
+
+    fn react(&mut self) {
+        self.hot = !self.hot;
+        tracing::info!(
+            hot = self.hot,
+            "braiins emulator dangerous-temperature stop"
+        );
+        self.retarget();
+    }
+
+    fn state(&self, now: f64) -> EmulatorState {
+        EmulatorState {
+            setting: format!("{} W", self.target_w),
+            calibrating: self.tuning(),
+            paused: self.paused,
+            overheated: self.hot,
+            ..state_of(EmulatorKind::Braiins, self.model.key, &self.phys, now)
+        }
+    }
+
+    fn overheat_heat_c(&self) -> f64 {
+        70.0
+    }
+}
+
+type Braiins = Live<Device>;
+
+impl Braiins {
+    /// Checks the raw token in `authorization` and refreshes its session.
+    fn authorize<T>(&self, req: &tonic::Request<T>) -> Result<(), Status> {
+        let token = req
+            .metadata()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(|| Status::unauthenticated("missing authorization token"))?;
+        self.with(|d, now| d.authorize(token, now))
+    }
+
+    fn login(
+        &self,
+        req: tonic::Request<LoginRequest>,
+    ) -> Result<tonic::Response<LoginResponse>, Status> {
+        let r = req.into_inner();
+        let token = self.with(|d, now| d.login(&r.username, &r.password, now))?;
+        let mut resp = tonic::Response::new(LoginResponse::default());
         let value = tonic::metadata::MetadataValue::try_from(token.as_str())
             .map_err(|_| Status::internal("token is not ASCII"))?;
         resp.metadata_mut().insert("authorization", value);
@@ -739,36 +745,6 @@ impl Braiins {
     }
 }
 
-impl Emulated for Braiins {
-    fn snapshot(&self) -> EmulatorState {
-        self.with(|d, now| EmulatorState {
-            kind: EmulatorKind::Braiins,
-            model: d.model.key.into(),
-            level: None,
-            setting: format!("{} W", d.target_w),
-            target_watts: d.phys.target_w(),
-            wall_watts: d.phys.power_w(),
-            chip_celsius: d.phys.chip_c(),
-            board_celsius: d.phys.board_c(),
-            ambient_celsius: d.phys.ambient_c(),
-            hashrate_ghs: d.phys.hashrate_ghs(),
-            calibrating: d.tuning(),
-            paused: d.paused,
-            overheated: d.hot,
-            flash_writes: 0,
-            at_s: now,
-        })
-    }
-
-    fn set_overheat(&self, on: bool) {
-        self.with(|d, _| d.phys.set_extra_heat(if on { 70.0 } else { 0.0 }));
-    }
-
-    fn set_ambient_celsius(&self, c: f64) {
-        self.with(|d, _| d.phys.set_ambient(c));
-    }
-}
-
 /// Builds a Braiins OS+ emulator from `opts`.
 pub(crate) fn build(opts: &EmulatorOptions, shared: Arc<Shared>) -> Result<Server, EmulateError> {
     let model = pick_model(
@@ -801,14 +777,11 @@ pub(crate) fn build(opts: &EmulatorOptions, shared: Arc<Shared>) -> Result<Serve
         paused: false,
         hot: false,
         boot_s: now,
-    };
-    let b = Arc::new(Braiins {
-        shared,
-        dev: Mutex::new(dev),
-        sessions: Mutex::new(HashMap::new()),
+        sessions: HashMap::new(),
         username: opts.username.clone(),
         password: opts.password.clone(),
-    });
+    };
+    let b = Arc::new(Braiins::new(shared, dev));
     let serving = b.clone();
     Ok(Server {
         device: b,

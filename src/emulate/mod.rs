@@ -208,6 +208,49 @@ pub(crate) trait Emulated: Send + Sync {
     fn set_ambient_celsius(&self, c: f64);
 }
 
+/// A device model behind its lock, with the shared state; every access first advances the
+/// model to the clock's now.
+pub(crate) struct Live<D> {
+    /// Clock, fault and command log.
+    pub shared: Arc<Shared>,
+    dev: Mutex<D>,
+}
+
+impl<D: model::Device> Live<D> {
+    /// Wraps a device model.
+    pub fn new(shared: Arc<Shared>, dev: D) -> Self {
+        Self {
+            shared,
+            dev: Mutex::new(dev),
+        }
+    }
+
+    /// Runs `f` on the device advanced to now.
+    pub fn with<R>(&self, f: impl FnOnce(&mut D, f64) -> R) -> R {
+        let now = self.shared.clock.now_s();
+        let mut d = lock(&self.dev);
+        model::sync(&mut *d, now);
+        f(&mut d, now)
+    }
+}
+
+impl<D: model::Device> Emulated for Live<D> {
+    fn snapshot(&self) -> EmulatorState {
+        self.with(|d, now| d.state(now))
+    }
+
+    fn set_overheat(&self, on: bool) {
+        self.with(|d, _| {
+            let heat = if on { d.overheat_heat_c() } else { 0.0 };
+            d.physics().set_extra_heat(heat);
+        });
+    }
+
+    fn set_ambient_celsius(&self, c: f64) {
+        self.with(|d, _| d.physics().set_ambient(c));
+    }
+}
+
 /// How many command records are kept; older ones are dropped first.
 const MAX_RECORDS: usize = 10_000;
 

@@ -3,6 +3,81 @@
 //! and hashrate proportional to the power above idle. State advances lazily to the time it is
 //! asked about, in small exact steps, so no timer runs.
 
+use super::{EmulatorKind, EmulatorState};
+
+/// A device model the emulators drive: its physics, what its own protection watches, how the
+/// protection acts, and the state it reports.
+pub(crate) trait Device: Send + 'static {
+    /// Its physics.
+    fn physics(&mut self) -> &mut Physics;
+    /// What its protection watches now.
+    fn watch(&self) -> Watch;
+    /// The protection acts (the watched condition just held).
+    fn react(&mut self);
+    /// Its state at `now`.
+    fn state(&self, now: f64) -> EmulatorState;
+    /// Extra chip heat of a failed fan, °C: enough to trip its protection.
+    fn overheat_heat_c(&self) -> f64;
+}
+
+/// A condition on the physics that a device's protection watches.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Watch {
+    /// Nothing.
+    Never,
+    /// The chip reaches this temperature, °C.
+    ChipAtLeast(f64),
+    /// The chip cools below this temperature, °C.
+    ChipBelow(f64),
+    /// The chip exceeds the first or the board the second temperature, °C.
+    ChipOrBoardAbove(f64, f64),
+}
+
+impl Watch {
+    fn holds(self, p: &Physics) -> bool {
+        match self {
+            Watch::Never => false,
+            Watch::ChipAtLeast(c) => p.chip_c >= c,
+            Watch::ChipBelow(c) => p.chip_c < c,
+            Watch::ChipOrBoardAbove(c, b) => p.chip_c > c || p.board_c > b,
+        }
+    }
+}
+
+/// Advances `d` to `now`, letting its protection act wherever its condition holds on the way.
+pub(crate) fn sync<D: Device + ?Sized>(d: &mut D, now_s: f64) {
+    // A protection's reaction changes what it watches; a few rounds cover any sane device.
+    for _ in 0..16 {
+        let watch = d.watch();
+        if !d.physics().advance(now_s, |p| watch.holds(p)) {
+            return;
+        }
+        d.react();
+    }
+    d.physics().advance(now_s, |_| false);
+}
+
+/// The physics part of a snapshot; the kind fills in its setting and flags.
+pub(crate) fn state_of(kind: EmulatorKind, model: &str, p: &Physics, now: f64) -> EmulatorState {
+    EmulatorState {
+        kind,
+        model: model.into(),
+        level: None,
+        setting: String::new(),
+        target_watts: p.target_w,
+        wall_watts: p.power_w,
+        chip_celsius: p.chip_c,
+        board_celsius: p.board_c,
+        ambient_celsius: p.ambient_c,
+        hashrate_ghs: p.hashrate_ghs(),
+        calibrating: false,
+        paused: false,
+        overheated: false,
+        flash_writes: 0,
+        at_s: now,
+    }
+}
+
 /// How power follows a new target.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Ramp {
@@ -130,11 +205,6 @@ impl Physics {
     /// Wall power now, W.
     pub fn power_w(&self) -> f64 {
         self.power_w
-    }
-
-    /// The power it is heading to, W.
-    pub fn target_w(&self) -> f64 {
-        self.target_w
     }
 
     /// Hottest chip, °C.
