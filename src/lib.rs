@@ -7,6 +7,7 @@ pub mod clock;
 pub mod config;
 pub mod daemon;
 pub mod devices;
+pub mod emulate;
 pub mod gpu;
 pub mod jobs;
 pub mod market;

@@ -5,7 +5,9 @@ use clap::{Parser, Subcommand};
 
 mod cli;
 
-use cli::{bench, config, control, devices, gpu, jobs, market, mine, pool, serve, simulate, token};
+use cli::{
+    bench, config, control, devices, emulate, gpu, jobs, market, mine, pool, serve, simulate, token,
+};
 
 /// hearth: the control daemon of a compute heater.
 #[derive(Parser)]
@@ -69,6 +71,8 @@ enum Command {
         #[command(subcommand)]
         action: market::MarketAction,
     },
+    /// Emulate a miner (avalon, axeos, braiins) on a local port, to try hearth without hardware.
+    Emulate(emulate::EmulateArgs),
     /// Measure performance.
     Bench {
         #[command(subcommand)]
@@ -114,5 +118,6 @@ fn run(cli: Cli) -> Result<()> {
         Command::Gpu { action } => gpu::run(action),
         Command::Jobs { action } => jobs::run(action),
         Command::Market { action } => market::run(action),
+        Command::Emulate(args) => emulate::run(args),
     }
 }

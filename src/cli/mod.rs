@@ -6,6 +6,7 @@ pub mod client;
 pub mod config;
 pub mod control;
 pub mod devices;
+pub mod emulate;
 pub mod gpu;
 pub mod jobs;
 pub mod market;

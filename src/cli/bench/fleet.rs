@@ -82,7 +82,11 @@ pub fn run(args: FleetBenchArgs) -> Result<()> {
     );
     let rt = rt()?;
     let mut all = Vec::new();
-    for s in [Scenario::SoftwareAsic, Scenario::Fleet, Scenario::FleetAndElement] {
+    for s in [
+        Scenario::SoftwareAsic,
+        Scenario::Fleet,
+        Scenario::FleetAndElement,
+    ] {
         let f = rt.block_on(scenario(s, args.hours, args.speed))?;
         if !args.json {
             print(&f, all.first());
@@ -99,7 +103,10 @@ fn print(f: &Figures, baseline: Option<&Figures>) {
     let ratio = baseline
         .filter(|b| b.rms_error_watts > 0.0)
         .map_or(String::new(), |b| {
-            format!("  ({:.2}× the software ASIC's)", f.rms_error_watts / b.rms_error_watts)
+            format!(
+                "  ({:.2}× the software ASIC's)",
+                f.rms_error_watts / b.rms_error_watts
+            )
         });
     println!(
         "{:?}: RMS |Σ measured − budget| {:.1} W ({:.2} % of {:.0} W), worst {:.1} W{ratio}",
@@ -147,18 +154,23 @@ fn config(data_dir: &std::path::Path, speed: f64) -> Config {
 }
 
 async fn scenario(s: Scenario, hours: f64, speed: f64) -> Result<Figures> {
-    let dir = std::env::temp_dir().join(format!(
-        "hearth-bench-fleet-{}-{s:?}",
-        std::process::id()
-    ));
+    let dir = std::env::temp_dir().join(format!("hearth-bench-fleet-{}-{s:?}", std::process::id()));
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let clock = || Clock::starting_at(12.0 * 3600.0, 0, speed);
     let mut cfg = config(&dir, speed);
     let mut emulators: Vec<EmulatorHandle> = Vec::new();
     if s != Scenario::SoftwareAsic {
-        for kind in [EmulatorKind::Avalon, EmulatorKind::Avalon, EmulatorKind::Axeos] {
-            let e = emulate::start(kind, ([127, 0, 0, 1], 0).into(), EmulatorOptions::new(clock()))
-                .await?;
+        for kind in [
+            EmulatorKind::Avalon,
+            EmulatorKind::Avalon,
+            EmulatorKind::Axeos,
+        ] {
+            let e = emulate::start(
+                kind,
+                ([127, 0, 0, 1], 0).into(),
+                EmulatorOptions::new(clock()),
+            )
+            .await?;
             let k = match kind {
                 EmulatorKind::Avalon => DeviceKind::Avalon,
                 _ => DeviceKind::Axeos,
@@ -213,12 +225,16 @@ async fn scenario(s: Scenario, hours: f64, speed: f64) -> Result<Figures> {
     let n = counted.len().max(1) as f64;
     let mean_budget = counted.iter().map(|x| x.1).sum::<f64>() / n;
     let sq = counted.iter().map(|x| (x.2 - x.1).powi(2)).sum::<f64>() / n;
-    let worst = counted.iter().map(|x| (x.2 - x.1).abs()).fold(0.0, f64::max);
+    let worst = counted
+        .iter()
+        .map(|x| (x.2 - x.1).abs())
+        .fold(0.0, f64::max);
     let within = |x: &(f64, f64, f64, f64)| (x.2 - x.1).abs() <= 15.0f64.max(0.05 * x.1);
     let after: Vec<_> = samples.iter().filter(|x| x.0 >= step_at).collect();
     let settle_seconds = after.iter().enumerate().find_map(|(i, x)| {
         let hold = after[i..].iter().take_while(|y| y.0 <= x.0 + 300.0);
-        let ok = hold.clone().all(|y| within(y)) && after.last().is_some_and(|l| l.0 >= x.0 + 300.0);
+        let ok =
+            hold.clone().all(|y| within(y)) && after.last().is_some_and(|l| l.0 >= x.0 + 300.0);
         ok.then(|| x.0 - step_at)
     });
     let before: Vec<f64> = samples

@@ -1,0 +1,951 @@
+//! A Braiins OS+ miner on its public gRPC API (package `braiins.bos.v1`), over HTTP/2 without
+//! TLS. `braiins.bos.ApiVersionService/GetApiVersion` needs no token;
+//! `AuthenticationService/Login` answers a session token in the `authorization` response header,
+//! which every other call sends back raw (no "Bearer") in its `authorization` metadata, else
+//! UNAUTHENTICATED; a session ends after 3,600 s without use. Power follows
+//! `PerformanceService/SetPowerTarget` at the model's W/s while the tuner reports TUNING.
+//!
+//! The messages are written here with the field numbers of Braiins' published `bos-plus-api`
+//! protos (no .proto file, so the emulator shares nothing with the driver's proto), and the
+//! services are routed by hand onto `tonic::server::Grpc`. Only the subset hearth needs is
+//! served; other methods answer UNIMPLEMENTED.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use rand::Rng;
+use tokio::net::TcpStream;
+use tonic::server::{Grpc, UnaryService};
+use tonic::Status;
+use tonic_prost::ProstCodec;
+
+use super::model::{self, state_of, Params, Physics, Ramp, Watch};
+use super::net::{self, Server};
+use super::{
+    pick_model, EmulateError, EmulatorKind, EmulatorOptions, EmulatorState, Fault, Live, Shared,
+};
+
+/// The emulator's subset of the `braiins.bos` messages, with the public field numbers.
+pub mod proto {
+    /// Any message without fields (the requests of the getters and actions, `LoginResponse`):
+    /// they all encode to nothing.
+    #[derive(Clone, Copy, PartialEq, prost::Message)]
+    pub struct Empty {}
+
+    /// `braiins.bos.ApiVersionRequest`: no fields.
+    pub type ApiVersionRequest = Empty;
+
+    /// `braiins.bos.ApiVersion`.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct ApiVersion {
+        /// Major.
+        #[prost(uint64, tag = "1")]
+        pub major: u64,
+        /// Minor.
+        #[prost(uint64, tag = "2")]
+        pub minor: u64,
+        /// Patch.
+        #[prost(uint64, tag = "3")]
+        pub patch: u64,
+        /// Pre-release.
+        #[prost(string, tag = "4")]
+        pub pre: String,
+        /// Build.
+        #[prost(string, tag = "5")]
+        pub build: String,
+    }
+
+    /// `braiins.bos.v1.LoginRequest`.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct LoginRequest {
+        /// User.
+        #[prost(string, tag = "1")]
+        pub username: String,
+        /// Password.
+        #[prost(string, tag = "2")]
+        pub password: String,
+    }
+
+    /// `braiins.bos.v1.LoginResponse`: no fields.
+    pub type LoginResponse = Empty;
+
+    /// `braiins.bos.v1.Power`.
+    #[derive(Clone, Copy, PartialEq, prost::Message)]
+    pub struct Power {
+        /// Watts.
+        #[prost(uint64, tag = "1")]
+        pub watt: u64,
+    }
+
+    /// `braiins.bos.v1.GigaHashrate`.
+    #[derive(Clone, Copy, PartialEq, prost::Message)]
+    pub struct GigaHashrate {
+        /// GH/s.
+        #[prost(double, tag = "1")]
+        pub gigahash_per_second: f64,
+    }
+
+    /// `braiins.bos.v1.Temperature`.
+    #[derive(Clone, Copy, PartialEq, prost::Message)]
+    pub struct Temperature {
+        /// °C.
+        #[prost(double, tag = "1")]
+        pub degree_c: f64,
+    }
+
+    /// `braiins.bos.v1.SaveAction`: UNSPECIFIED 0, SAVE 1, SAVE_AND_APPLY 2,
+    /// SAVE_AND_FORCE_APPLY 3.
+    pub const SAVE_ACTION_SAVE: i32 = 1;
+    /// `SAVE_ACTION_SAVE_AND_APPLY`.
+    pub const SAVE_ACTION_SAVE_AND_APPLY: i32 = 2;
+    /// `SAVE_ACTION_SAVE_AND_FORCE_APPLY`.
+    pub const SAVE_ACTION_SAVE_AND_FORCE_APPLY: i32 = 3;
+
+    /// `braiins.bos.v1.SetPowerTargetRequest`.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct SetPowerTargetRequest {
+        /// A `SaveAction`.
+        #[prost(int32, tag = "1")]
+        pub save_action: i32,
+        /// The target.
+        #[prost(message, optional, tag = "2")]
+        pub power_target: Option<Power>,
+    }
+
+    /// `braiins.bos.v1.SetPowerTargetResponse`.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct SetPowerTargetResponse {
+        /// The target now configured.
+        #[prost(message, optional, tag = "1")]
+        pub power_target: Option<Power>,
+    }
+
+    /// `braiins.bos.v1.GetConstraintsRequest`: no fields.
+    pub type GetConstraintsRequest = Empty;
+
+    /// `braiins.bos.v1.PowerConstraints`.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct PowerConstraints {
+        /// Default.
+        #[prost(message, optional, tag = "1")]
+        pub default: Option<Power>,
+        /// Minimum.
+        #[prost(message, optional, tag = "2")]
+        pub min: Option<Power>,
+        /// Maximum.
+        #[prost(message, optional, tag = "3")]
+        pub max: Option<Power>,
+    }
+
+    /// `braiins.bos.v1.TunerConstraints` (power target part).
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct TunerConstraints {
+        /// Power target constraints.
+        #[prost(message, optional, tag = "1")]
+        pub power_target: Option<PowerConstraints>,
+        /// `TunerMode` default (1 = power target).
+        #[prost(int32, tag = "4")]
+        pub default_mode: i32,
+    }
+
+    /// `braiins.bos.v1.GetConstraintsResponse` (tuner part).
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct GetConstraintsResponse {
+        /// Tuner constraints.
+        #[prost(message, optional, tag = "1")]
+        pub tuner_constraints: Option<TunerConstraints>,
+    }
+
+    /// `braiins.bos.v1.GetMinerStatsRequest`: no fields.
+    pub type GetMinerStatsRequest = Empty;
+
+    /// `braiins.bos.v1.RealHashrate`.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct RealHashrate {
+        /// Last 5 s.
+        #[prost(message, optional, tag = "1")]
+        pub last_5s: Option<GigaHashrate>,
+        /// Last 15 s.
+        #[prost(message, optional, tag = "2")]
+        pub last_15s: Option<GigaHashrate>,
+        /// Last 30 s.
+        #[prost(message, optional, tag = "3")]
+        pub last_30s: Option<GigaHashrate>,
+        /// Last minute.
+        #[prost(message, optional, tag = "4")]
+        pub last_1m: Option<GigaHashrate>,
+        /// Last 5 minutes.
+        #[prost(message, optional, tag = "5")]
+        pub last_5m: Option<GigaHashrate>,
+    }
+
+    /// `braiins.bos.v1.WorkSolverStats`.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct WorkSolverStats {
+        /// Measured hashrate.
+        #[prost(message, optional, tag = "1")]
+        pub real_hashrate: Option<RealHashrate>,
+        /// Nominal hashrate.
+        #[prost(message, optional, tag = "2")]
+        pub nominal_hashrate: Option<GigaHashrate>,
+    }
+
+    /// `braiins.bos.v1.MinerPowerStats`.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct MinerPowerStats {
+        /// Power the miner estimates it draws.
+        #[prost(message, optional, tag = "1")]
+        pub approximated_consumption: Option<Power>,
+    }
+
+    /// `braiins.bos.v1.GetMinerStatsResponse`.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct GetMinerStatsResponse {
+        /// Hashrate statistics.
+        #[prost(message, optional, tag = "2")]
+        pub miner_stats: Option<WorkSolverStats>,
+        /// Power statistics.
+        #[prost(message, optional, tag = "3")]
+        pub power_stats: Option<MinerPowerStats>,
+    }
+
+    /// `braiins.bos.v1.GetMinerDetailsRequest`: no fields.
+    pub type GetMinerDetailsRequest = Empty;
+
+    /// `braiins.bos.v1.MinerIdentity`.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct MinerIdentity {
+        /// `MinerBrand` (1 = Antminer).
+        #[prost(int32, tag = "1")]
+        pub brand: i32,
+        /// Display name.
+        #[prost(string, tag = "3")]
+        pub name: String,
+        /// Model.
+        #[prost(string, tag = "4")]
+        pub miner_model: String,
+    }
+
+    /// `braiins.bos.v1.BosVersion`.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct BosVersion {
+        /// Current version.
+        #[prost(string, tag = "1")]
+        pub current: String,
+        /// Major version.
+        #[prost(string, tag = "2")]
+        pub major: String,
+        /// Braiins OS+.
+        #[prost(bool, tag = "3")]
+        pub bos_plus: bool,
+    }
+
+    /// `braiins.bos.v1.MinerStatus`: NORMAL.
+    pub const MINER_STATUS_NORMAL: i32 = 2;
+    /// `MINER_STATUS_PAUSED`.
+    pub const MINER_STATUS_PAUSED: i32 = 3;
+
+    /// `braiins.bos.v1.GetMinerDetailsResponse` (subset).
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct GetMinerDetailsResponse {
+        /// Miner ID.
+        #[prost(string, tag = "1")]
+        pub uid: String,
+        /// Identity.
+        #[prost(message, optional, tag = "2")]
+        pub miner_identity: Option<MinerIdentity>,
+        /// OS version.
+        #[prost(message, optional, tag = "5")]
+        pub bos_version: Option<BosVersion>,
+        /// Hostname.
+        #[prost(string, tag = "6")]
+        pub hostname: String,
+        /// Hashrate on the sticker.
+        #[prost(message, optional, tag = "9")]
+        pub sticker_hashrate: Option<GigaHashrate>,
+        /// Bosminer uptime, s.
+        #[prost(uint64, tag = "10")]
+        pub bosminer_uptime_s: u64,
+        /// `MinerStatus`.
+        #[prost(int32, tag = "12")]
+        pub status: i32,
+    }
+
+    /// `braiins.bos.v1.GetCoolingStateRequest`: no fields.
+    pub type GetCoolingStateRequest = Empty;
+
+    /// `braiins.bos.v1.FanState`.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct FanState {
+        /// Position.
+        #[prost(uint32, optional, tag = "1")]
+        pub position: Option<u32>,
+        /// RPM.
+        #[prost(uint32, tag = "2")]
+        pub rpm: u32,
+        /// PWM 0..1.
+        #[prost(double, optional, tag = "3")]
+        pub target_speed_ratio: Option<f64>,
+    }
+
+    /// `braiins.bos.v1.SensorLocation`: CHIP.
+    pub const SENSOR_LOCATION_CHIP: i32 = 1;
+
+    /// `braiins.bos.v1.TemperatureSensor`.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct TemperatureSensor {
+        /// Sensor id.
+        #[prost(uint32, optional, tag = "1")]
+        pub id: Option<u32>,
+        /// `SensorLocation`.
+        #[prost(int32, tag = "2")]
+        pub location: i32,
+        /// Reading.
+        #[prost(message, optional, tag = "3")]
+        pub temperature: Option<Temperature>,
+    }
+
+    /// `braiins.bos.v1.GetCoolingStateResponse`.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct GetCoolingStateResponse {
+        /// Fans.
+        #[prost(message, repeated, tag = "1")]
+        pub fans: Vec<FanState>,
+        /// The hottest sensor.
+        #[prost(message, optional, tag = "2")]
+        pub highest_temperature: Option<TemperatureSensor>,
+    }
+
+    /// `braiins.bos.v1.PauseMiningRequest`: no fields.
+    pub type PauseMiningRequest = Empty;
+
+    /// `braiins.bos.v1.PauseMiningResponse`.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct PauseMiningResponse {
+        /// It was paused already.
+        #[prost(bool, tag = "1")]
+        pub already_paused: bool,
+    }
+
+    /// `braiins.bos.v1.ResumeMiningRequest`: no fields.
+    pub type ResumeMiningRequest = Empty;
+
+    /// `braiins.bos.v1.ResumeMiningResponse`.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct ResumeMiningResponse {
+        /// It was mining already.
+        #[prost(bool, tag = "1")]
+        pub already_mining: bool,
+    }
+
+    /// `braiins.bos.v1.GetTunerStateRequest`: no fields.
+    pub type GetTunerStateRequest = Empty;
+
+    /// `braiins.bos.v1.PowerTargetProfile` (subset).
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct PowerTargetProfile {
+        /// Tuned target.
+        #[prost(message, optional, tag = "2")]
+        pub target: Option<Power>,
+        /// Measured hashrate.
+        #[prost(message, optional, tag = "3")]
+        pub measured_hashrate: Option<GigaHashrate>,
+        /// Estimated consumption.
+        #[prost(message, optional, tag = "4")]
+        pub estimated_power_consumption: Option<Power>,
+    }
+
+    /// `braiins.bos.v1.PowerTargetModeState`.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct PowerTargetModeState {
+        /// Profile in use.
+        #[prost(message, optional, tag = "1")]
+        pub profile: Option<PowerTargetProfile>,
+        /// Current target.
+        #[prost(message, optional, tag = "2")]
+        pub current_target: Option<Power>,
+    }
+
+    /// `braiins.bos.v1.TunerState`: STABLE.
+    pub const TUNER_STATE_STABLE: i32 = 2;
+    /// `TUNER_STATE_TUNING`.
+    pub const TUNER_STATE_TUNING: i32 = 3;
+
+    /// `braiins.bos.v1.GetTunerStateResponse` (the power-target arm of its `mode_state` oneof,
+    /// which is wire-identical to this optional field).
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct GetTunerStateResponse {
+        /// `TunerState`.
+        #[prost(int32, tag = "1")]
+        pub overall_tuner_state: i32,
+        /// Power-target mode state.
+        #[prost(message, optional, tag = "2")]
+        pub power_target_mode_state: Option<PowerTargetModeState>,
+    }
+}
+
+use proto::*;
+
+/// What differs between miners (data, not code).
+#[derive(Debug, Clone, Copy)]
+pub struct Model {
+    /// The `--model` key.
+    pub key: &'static str,
+    /// Display name.
+    pub name: &'static str,
+    /// Lowest power target, W.
+    pub min_w: u64,
+    /// Default power target, W.
+    pub default_w: u64,
+    /// Highest power target, W.
+    pub max_w: u64,
+    /// Hashrate at the default target, TH/s.
+    pub ths_at_default: f64,
+    /// Wall power paused (controller, fans), W.
+    pub idle_w: f64,
+    /// How fast power moves towards a new target, W/s.
+    pub ramp_w_per_s: f64,
+    /// Chip rise over ambient per wall watt, °C/W.
+    pub chip_c_per_w: f64,
+    /// Board rise over ambient per wall watt, °C/W.
+    pub board_c_per_w: f64,
+    /// Chip temperature at which bosminer stops, °C.
+    pub dangerous_c: f64,
+}
+
+/// The miners. Sources: Bitmain's specs (Antminer S19j Pro 104 TH/s at 3068 W; S9 13.5 TH/s at
+/// 1323 W); the power-target ranges and ramp rates are of the order Braiins OS+ allows and
+/// owners report, not Braiins figures.
+pub const MODELS: &[Model] = &[
+    Model {
+        key: "s19jpro",
+        name: "Antminer S19J Pro",
+        min_w: 1000,
+        default_w: 3068,
+        max_w: 3600,
+        ths_at_default: 104.0,
+        idle_w: 45.0,
+        ramp_w_per_s: 20.0,
+        chip_c_per_w: 0.016,
+        board_c_per_w: 0.012,
+        dangerous_c: 110.0,
+    },
+    Model {
+        key: "s9",
+        name: "Antminer S9",
+        min_w: 500,
+        default_w: 1323,
+        max_w: 1500,
+        ths_at_default: 13.5,
+        idle_w: 25.0,
+        ramp_w_per_s: 10.0,
+        chip_c_per_w: 0.035,
+        board_c_per_w: 0.028,
+        dangerous_c: 110.0,
+    },
+];
+
+/// A session token ends after this many schedule seconds without use.
+const SESSION_S: f64 = 3600.0;
+/// Sessions kept at most; the least recently used goes first.
+const MAX_SESSIONS: usize = 64;
+/// Time constant of the temperatures, s.
+const TAU_TEMP_S: f64 = 120.0;
+/// Chip temperature below which a miner stopped for heat starts again, °C.
+const RESUME_C: f64 = 80.0;
+
+struct Device {
+    model: &'static Model,
+    phys: Physics,
+    target_w: u64,
+    paused: bool,
+    hot: bool,
+    boot_s: f64,
+    sessions: HashMap<String, f64>,
+    username: String,
+    password: String,
+}
+
+impl Device {
+    fn ghs_at(&self, w: f64) -> f64 {
+        let m = self.model;
+        let span = m.default_w as f64 - m.idle_w;
+        m.ths_at_default * 1000.0 * ((w - m.idle_w) / span).max(0.0)
+    }
+
+    fn retarget(&mut self) {
+        let full = self.target_w as f64;
+        let ghs = self.ghs_at(full);
+        let target = if self.paused || self.hot {
+            self.model.idle_w
+        } else {
+            full
+        };
+        self.phys.set_target(target, full, ghs);
+    }
+
+    fn tuning(&self) -> bool {
+        !self.phys.settled_within(0.01)
+    }
+}
+
+impl Device {
+    /// Checks a raw session token and refreshes its session.
+    fn authorize(&mut self, token: &str, now: f64) -> Result<(), Status> {
+        self.sessions.retain(|_, last| now - *last <= SESSION_S);
+        match self.sessions.get_mut(token) {
+            Some(last) => {
+                *last = now;
+                Ok(())
+            }
+            None => Err(Status::unauthenticated("invalid or expired token")),
+        }
+    }
+
+    /// Opens a session for the right credentials; returns its token.
+    fn login(&mut self, user: &str, password: &str, now: f64) -> Result<String, Status> {
+        if user != self.username || password != self.password {
+            return Err(Status::unauthenticated("invalid username or password"));
+        }
+        self.sessions.retain(|_, last| now - *last <= SESSION_S);
+        if self.sessions.len() >= MAX_SESSIONS {
+            let oldest = self
+                .sessions
+                .iter()
+                .min_by(|a, b| a.1.total_cmp(b.1))
+                .map(|(k, _)| k.clone());
+            if let Some(oldest) = oldest {
+                self.sessions.remove(&oldest);
+            }
+        }
+        let token: String = rand::rng()
+            .sample_iter(&rand::distr::Alphanumeric)
+            .take(16)
+            .map(char::from)
+            .collect();
+        self.sessions.insert(token.clone(), now);
+        Ok(token)
+    }
+}
+
+impl model::Device for Device {
+    fn physics(&mut self) -> &mut Physics {
+        &mut self.phys
+    }
+
+    fn watch(&self) -> Watch {
+        if self.hot {
+            Watch::ChipBelow(RESUME_C)
+        } else {
+            Watch::ChipAtLeast(self.model.dangerous_c)
+        }
+    }
+
+    fn react(&mut self) {
+        self.hot = !self.hot;
+        tracing::info!(
+            hot = self.hot,
+            "braiins emulator dangerous-temperature stop"
+        );
+        self.retarget();
+    }
+
+    fn state(&self, now: f64) -> EmulatorState {
+        EmulatorState {
+            setting: format!("{} W", self.target_w),
+            calibrating: self.tuning(),
+            paused: self.paused,
+            overheated: self.hot,
+            ..state_of(EmulatorKind::Braiins, self.model.key, &self.phys, now)
+        }
+    }
+
+    fn overheat_heat_c(&self) -> f64 {
+        70.0
+    }
+}
+
+type Braiins = Live<Device>;
+
+impl Braiins {
+    /// Checks the raw token in `authorization` and refreshes its session.
+    fn authorize<T>(&self, req: &tonic::Request<T>) -> Result<(), Status> {
+        let token = req
+            .metadata()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(|| Status::unauthenticated("missing authorization token"))?;
+        self.with(|d, now| d.authorize(token, now))
+    }
+
+    fn login(
+        &self,
+        req: tonic::Request<LoginRequest>,
+    ) -> Result<tonic::Response<LoginResponse>, Status> {
+        let r = req.into_inner();
+        let token = self.with(|d, now| d.login(&r.username, &r.password, now))?;
+        let mut resp = tonic::Response::new(LoginResponse::default());
+        let value = tonic::metadata::MetadataValue::try_from(token.as_str())
+            .map_err(|_| Status::internal("token is not ASCII"))?;
+        resp.metadata_mut().insert("authorization", value);
+        Ok(resp)
+    }
+
+    fn set_power_target(&self, r: SetPowerTargetRequest) -> Result<SetPowerTargetResponse, Status> {
+        let m = self.with(|d, _| d.model);
+        let watt = r.power_target.map(|p| p.watt);
+        let command = format!(
+            "SetPowerTarget {} W (save_action {})",
+            watt.map_or("none".into(), |w| w.to_string()),
+            r.save_action
+        );
+        let result = match (r.save_action, watt) {
+            (_, None) => Err(Status::invalid_argument("missing power target")),
+            (a, _)
+                if a != SAVE_ACTION_SAVE
+                    && a != SAVE_ACTION_SAVE_AND_APPLY
+                    && a != SAVE_ACTION_SAVE_AND_FORCE_APPLY =>
+            {
+                Err(Status::invalid_argument("unknown save action"))
+            }
+            (_, Some(w)) if w < m.min_w || w > m.max_w => Err(Status::invalid_argument(format!(
+                "power target {w} W out of range {} - {} W",
+                m.min_w, m.max_w
+            ))),
+            (a, Some(w)) => {
+                if a != SAVE_ACTION_SAVE {
+                    self.with(|d, _| {
+                        d.target_w = w;
+                        d.retarget();
+                    });
+                }
+                Ok(SetPowerTargetResponse {
+                    power_target: Some(Power { watt: w }),
+                })
+            }
+        };
+        let detail = match &result {
+            Ok(_) => "OK".to_string(),
+            Err(s) => s.message().to_string(),
+        };
+        self.shared.record(command, result.is_ok(), detail);
+        result
+    }
+
+    fn pause(&self, on: bool) -> bool {
+        let was = self.with(|d, _| {
+            let was = d.paused;
+            d.paused = on;
+            d.retarget();
+            was
+        });
+        let name = if on { "PauseMining" } else { "ResumeMining" };
+        self.shared.record(name, true, "OK");
+        was
+    }
+
+    fn stats(&self) -> GetMinerStatsResponse {
+        self.with(|d, _| {
+            let gh = Some(GigaHashrate {
+                gigahash_per_second: d.phys.hashrate_ghs(),
+            });
+            GetMinerStatsResponse {
+                miner_stats: Some(WorkSolverStats {
+                    real_hashrate: Some(RealHashrate {
+                        last_5s: gh,
+                        last_15s: gh,
+                        last_30s: gh,
+                        last_1m: gh,
+                        last_5m: gh,
+                    }),
+                    nominal_hashrate: Some(GigaHashrate {
+                        gigahash_per_second: d.ghs_at(d.target_w as f64),
+                    }),
+                }),
+                power_stats: Some(MinerPowerStats {
+                    approximated_consumption: Some(Power {
+                        watt: d.phys.power_w().round().max(0.0) as u64,
+                    }),
+                }),
+            }
+        })
+    }
+
+    fn details(&self) -> GetMinerDetailsResponse {
+        self.with(|d, now| GetMinerDetailsResponse {
+            uid: "hearthEmulator01".into(),
+            miner_identity: Some(MinerIdentity {
+                brand: 1,
+                name: d.model.name.into(),
+                miner_model: d.model.name.into(),
+            }),
+            bos_version: Some(BosVersion {
+                current: "2025-01-01-0-emulated-25.01-plus".into(),
+                major: "25.01".into(),
+                bos_plus: true,
+            }),
+            hostname: "braiins-emulator".into(),
+            sticker_hashrate: Some(GigaHashrate {
+                gigahash_per_second: d.model.ths_at_default * 1000.0,
+            }),
+            bosminer_uptime_s: (now - d.boot_s).max(0.0) as u64,
+            status: if d.paused || d.hot {
+                MINER_STATUS_PAUSED
+            } else {
+                MINER_STATUS_NORMAL
+            },
+        })
+    }
+
+    fn cooling(&self) -> GetCoolingStateResponse {
+        self.with(|d, _| {
+            let ratio = ((d.phys.chip_c() - 40.0) / 50.0).clamp(0.1, 1.0);
+            GetCoolingStateResponse {
+                fans: (0..4)
+                    .map(|i| FanState {
+                        position: Some(i),
+                        rpm: (ratio * 6000.0).round() as u32,
+                        target_speed_ratio: Some(ratio),
+                    })
+                    .collect(),
+                highest_temperature: Some(TemperatureSensor {
+                    id: Some(0),
+                    location: SENSOR_LOCATION_CHIP,
+                    temperature: Some(Temperature {
+                        degree_c: d.phys.chip_c(),
+                    }),
+                }),
+            }
+        })
+    }
+
+    fn tuner(&self) -> GetTunerStateResponse {
+        self.with(|d, _| GetTunerStateResponse {
+            overall_tuner_state: if d.tuning() {
+                TUNER_STATE_TUNING
+            } else {
+                TUNER_STATE_STABLE
+            },
+            power_target_mode_state: Some(PowerTargetModeState {
+                profile: Some(PowerTargetProfile {
+                    target: Some(Power { watt: d.target_w }),
+                    measured_hashrate: Some(GigaHashrate {
+                        gigahash_per_second: d.phys.hashrate_ghs(),
+                    }),
+                    estimated_power_consumption: Some(Power {
+                        watt: d.phys.power_w().round().max(0.0) as u64,
+                    }),
+                }),
+                current_target: Some(Power { watt: d.target_w }),
+            }),
+        })
+    }
+}
+
+/// Builds a Braiins OS+ emulator from `opts`.
+pub(crate) fn build(opts: &EmulatorOptions, shared: Arc<Shared>) -> Result<Server, EmulateError> {
+    let model = pick_model(
+        EmulatorKind::Braiins,
+        MODELS,
+        |m| m.key,
+        opts.model.as_deref(),
+    )?;
+    let now = shared.clock.now_s();
+    let params = Params {
+        ramp: Ramp::Linear {
+            w_per_s: model.ramp_w_per_s,
+        },
+        tau_temp_s: TAU_TEMP_S,
+        chip_c_per_w: model.chip_c_per_w,
+        board_c_per_w: model.board_c_per_w,
+        idle_w: model.idle_w,
+    };
+    let w = model.default_w as f64;
+    let dev = Device {
+        model,
+        phys: Physics::settled(
+            params,
+            now,
+            opts.ambient_celsius,
+            w,
+            model.ths_at_default * 1000.0,
+        ),
+        target_w: model.default_w,
+        paused: false,
+        hot: false,
+        boot_s: now,
+        sessions: HashMap::new(),
+        username: opts.username.clone(),
+        password: opts.password.clone(),
+    };
+    let b = Arc::new(Braiins::new(shared, dev));
+    let serving = b.clone();
+    Ok(Server {
+        device: b,
+        serve: Arc::new(move |stream, fault| Box::pin(serve(serving.clone(), stream, fault))),
+    })
+}
+
+/// Describes model `key` (or the default) in one line, for `hearth emulate`.
+pub fn describe(key: Option<&str>) -> Result<String, EmulateError> {
+    let m = pick_model(EmulatorKind::Braiins, MODELS, |m| m.key, key)?;
+    Ok(format!(
+        "{} on Braiins OS+ gRPC (braiins.bos.v1); power target {}-{} W (default {} W), ramps {} W/s",
+        m.name, m.min_w, m.max_w, m.default_w, m.ramp_w_per_s
+    ))
+}
+
+async fn serve(b: Arc<Braiins>, mut stream: TcpStream, fault: Fault) {
+    net::slow(fault).await;
+    match fault {
+        Fault::Garbage => return net::write_garbage(&mut stream).await,
+        Fault::Oversized => return net::write_oversized(&mut stream, b"", 0xff).await,
+        // The connection ends before any answer.
+        Fault::Truncated => return,
+        _ => {}
+    }
+    let svc = hyper::service::service_fn(move |req| {
+        let b = b.clone();
+        async move { Ok::<_, Infallible>(route(b, req, fault).await) }
+    });
+    let conn = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+        .max_header_list_size(16 * 1024)
+        .serve_connection(TokioIo::new(stream), svc);
+    if let Err(e) = conn.await {
+        tracing::debug!(error = %e, "braiins emulator connection");
+    }
+}
+
+/// A one-shot unary handler for `tonic::server::Grpc`.
+struct Once<F>(Option<F>);
+
+impl<Req, Resp, F> UnaryService<Req> for Once<F>
+where
+    F: FnOnce(tonic::Request<Req>) -> Result<tonic::Response<Resp>, Status>,
+{
+    type Response = Resp;
+    type Future = std::future::Ready<Result<tonic::Response<Resp>, Status>>;
+
+    fn call(&mut self, request: tonic::Request<Req>) -> Self::Future {
+        std::future::ready(match self.0.take() {
+            Some(f) => f(request),
+            None => Err(Status::internal("handler called twice")),
+        })
+    }
+}
+
+/// Decodes `Req`, runs `f`, encodes its answer (messages are capped at tonic's 4 MiB default).
+async fn unary<Req, Resp, F>(
+    req: hyper::Request<Incoming>,
+    f: F,
+) -> hyper::Response<tonic::body::Body>
+where
+    Req: prost::Message + Default + Send + 'static,
+    Resp: prost::Message + Send + 'static,
+    F: FnOnce(tonic::Request<Req>) -> Result<tonic::Response<Resp>, Status> + Send,
+{
+    let mut grpc = Grpc::new(ProstCodec::<Resp, Req>::default());
+    grpc.unary(Once(Some(f)), req).await
+}
+
+/// Runs `f` after checking the session token.
+async fn authed<Req, Resp, F>(
+    b: Arc<Braiins>,
+    req: hyper::Request<Incoming>,
+    f: F,
+) -> hyper::Response<tonic::body::Body>
+where
+    Req: prost::Message + Default + Send + 'static,
+    Resp: prost::Message + Send + 'static,
+    F: FnOnce(&Braiins, Req) -> Result<Resp, Status> + Send,
+{
+    unary(req, move |r: tonic::Request<Req>| {
+        b.authorize(&r)?;
+        f(&b, r.into_inner()).map(tonic::Response::new)
+    })
+    .await
+}
+
+async fn route(
+    b: Arc<Braiins>,
+    req: hyper::Request<Incoming>,
+    fault: Fault,
+) -> hyper::Response<tonic::body::Body> {
+    if let Fault::HttpStatus(code) = fault {
+        let s = if code == 401 {
+            Status::unauthenticated("emulated fault")
+        } else {
+            Status::internal("emulated fault")
+        };
+        return s.into_http();
+    }
+    let path = req.uri().path().to_string();
+    match path.as_str() {
+        "/braiins.bos.ApiVersionService/GetApiVersion" => {
+            unary(req, |_: tonic::Request<ApiVersionRequest>| {
+                Ok(tonic::Response::new(ApiVersion {
+                    major: 1,
+                    minor: 5,
+                    patch: 0,
+                    pre: String::new(),
+                    build: String::new(),
+                }))
+            })
+            .await
+        }
+        "/braiins.bos.v1.AuthenticationService/Login" => {
+            unary(req, move |r: tonic::Request<LoginRequest>| b.login(r)).await
+        }
+        "/braiins.bos.v1.PerformanceService/SetPowerTarget" => {
+            authed(b, req, |b, r: SetPowerTargetRequest| b.set_power_target(r)).await
+        }
+        "/braiins.bos.v1.PerformanceService/GetTunerState" => {
+            authed(b, req, |b, _: GetTunerStateRequest| Ok(b.tuner())).await
+        }
+        "/braiins.bos.v1.ConfigurationService/GetConstraints" => {
+            authed(b, req, |b, _: GetConstraintsRequest| {
+                let m = b.with(|d, _| d.model);
+                Ok(GetConstraintsResponse {
+                    tuner_constraints: Some(TunerConstraints {
+                        power_target: Some(PowerConstraints {
+                            default: Some(Power { watt: m.default_w }),
+                            min: Some(Power { watt: m.min_w }),
+                            max: Some(Power { watt: m.max_w }),
+                        }),
+                        default_mode: 1,
+                    }),
+                })
+            })
+            .await
+        }
+        "/braiins.bos.v1.MinerService/GetMinerStats" => {
+            authed(b, req, |b, _: GetMinerStatsRequest| Ok(b.stats())).await
+        }
+        "/braiins.bos.v1.MinerService/GetMinerDetails" => {
+            authed(b, req, |b, _: GetMinerDetailsRequest| Ok(b.details())).await
+        }
+        "/braiins.bos.v1.CoolingService/GetCoolingState" => {
+            authed(b, req, |b, _: GetCoolingStateRequest| Ok(b.cooling())).await
+        }
+        "/braiins.bos.v1.ActionsService/PauseMining" => {
+            authed(b, req, |b, _: PauseMiningRequest| {
+                Ok(PauseMiningResponse {
+                    already_paused: b.pause(true),
+                })
+            })
+            .await
+        }
+        "/braiins.bos.v1.ActionsService/ResumeMining" => {
+            authed(b, req, |b, _: ResumeMiningRequest| {
+                Ok(ResumeMiningResponse {
+                    already_mining: !b.pause(false),
+                })
+            })
+            .await
+        }
+        _ => Status::unimplemented(format!("{path} is not emulated")).into_http(),
+    }
+}
