@@ -9,7 +9,7 @@ use std::time::Duration;
 use hearth::clock::Clock;
 use hearth::devices::config::{DeviceConfig, DeviceKind};
 use hearth::emulate::{self, EmulatorHandle, EmulatorKind, EmulatorOptions, Fault};
-use hearth::mining::fleet::device::DeviceState;
+use hearth::mining::fleet::device::{DeviceState, Setting};
 use hearth::status::Status;
 use hearth::thermal::room::{OutdoorProfile, RoomParams};
 
@@ -34,7 +34,7 @@ struct Sample {
 /// Samples every snapshot for `seconds` of schedule time.
 async fn run_for(d: &hearth::daemon::DaemonHandle, seconds: f64) -> (Vec<Sample>, Status) {
     let mut rx = d.status.clone();
-    let start = rx.borrow().at_s;
+    let mut start = None;
     let mut out = Vec::new();
     loop {
         tokio::time::timeout(Duration::from_secs(30), rx.changed())
@@ -48,6 +48,7 @@ async fn run_for(d: &hearth::daemon::DaemonHandle, seconds: f64) -> (Vec<Sample>
             measured: s.sched.actual.asic,
             room: s.simulated_room_celsius.unwrap_or(f64::NAN),
         });
+        let start = *start.get_or_insert(s.at_s);
         if s.at_s - start >= seconds {
             return (out, s);
         }
@@ -81,6 +82,9 @@ async fn two_avalons_and_a_bitaxe_hold_the_room_and_survive_failures() {
         amplitude_kelvin: 0.0,
         coldest_hour: 5.0,
     };
+    // The controller knows the room (as an owner's config, or the estimator, would).
+    cfg.model.ua_watts_per_kelvin = 12.0;
+    cfg.model.capacity_joules_per_kelvin = 3e5;
     cfg.heater.max_watts = 300.0;
     cfg.gpu.enabled = false;
     cfg.mining.devices = [
@@ -120,7 +124,10 @@ async fn two_avalons_and_a_bitaxe_hold_the_room_and_survive_failures() {
     let fleet = last.fleet.as_ref().unwrap();
     assert_eq!(fleet.devices.len(), 3);
     for dev in &fleet.devices {
-        assert_eq!(dev.status.state, DeviceState::Ok, "{dev:?}");
+        assert!(
+            matches!(dev.status.state, DeviceState::Ok | DeviceState::Calibrating),
+            "{dev:?}"
+        );
         assert!(
             dev.status.watts.is_some() && dev.energy_kwh > 0.0,
             "{dev:?}"
@@ -156,8 +163,21 @@ async fn two_avalons_and_a_bitaxe_hold_the_room_and_survive_failures() {
             .unwrap()
     };
     assert_eq!(state(&a2), DeviceState::Unreachable);
-    assert_eq!(state(&bx), DeviceState::Overheated);
-    assert_eq!(state(&a1), DeviceState::Ok);
+    // The Bitaxe heats up: the fleet rests it at its chip limit (before the firmware's own latch)
+    // or, if the latch came first, hearth leaves it alone; either way the room is held.
+    let b = fleet
+        .devices
+        .iter()
+        .find(|x| x.status.address == bx.addr().to_string())
+        .unwrap();
+    assert!(
+        b.status.state == DeviceState::Overheated || b.commanded == Some(Setting::Stop),
+        "{b:?}"
+    );
+    assert!(matches!(
+        state(&a1),
+        DeviceState::Ok | DeviceState::Calibrating
+    ));
     let worst_room = samples
         .iter()
         .map(|s| (s.room - 21.0).abs())

@@ -252,7 +252,9 @@ impl<P: Protocol> Task<P> {
                     self.ctx.chips.report(ChipReading {
                         chip: self.name(),
                         celsius: c,
-                        limit_celsius: tel.chip_limit_celsius,
+                        // The fleet rests a device at its chip limit; past the margin its own
+                        // protection has failed, and the heater trips.
+                        limit_celsius: tel.chip_limit_celsius + CHIP_TRIP_MARGIN_KELVIN,
                     });
                 }
                 if self.last_error.take().is_some() {
@@ -388,6 +390,10 @@ impl<P: Protocol> Task<P> {
         }
     }
 }
+
+/// Kelvin above a device's chip limit at which the heater trips: below it the fleet only rests
+/// the device (plans it cold) and the others carry the heat.
+pub const CHIP_TRIP_MARGIN_KELVIN: f64 = 10.0;
 
 /// A network timeout: real seconds, whatever the clock's speed (a device answers in real time).
 fn real_seconds(t: f64) -> Duration {

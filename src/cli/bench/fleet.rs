@@ -144,6 +144,9 @@ fn config(data_dir: &std::path::Path, speed: f64) -> Config {
         amplitude_kelvin: 0.0,
         coldest_hour: 5.0,
     };
+    // The controller knows the room (as an owner's config, or the estimator, would).
+    cfg.model.ua_watts_per_kelvin = 12.0;
+    cfg.model.capacity_joules_per_kelvin = 3e5;
     cfg.heater.max_watts = 300.0;
     cfg.heater.resistive.max_watts = 0.0;
     cfg.gpu.enabled = false;
@@ -187,7 +190,8 @@ async fn scenario(s: Scenario, hours: f64, speed: f64) -> Result<Figures> {
     cfg.validate()?;
     let d = hearth::daemon::spawn(cfg, clock()).await?;
     let mut rx = d.status.clone();
-    let start = rx.borrow().at_s;
+    rx.changed().await?;
+    let start = rx.borrow_and_update().at_s;
     let (step_at, end) = (start + hours * 1800.0, start + hours * 3600.0);
     let mut stepped = false;
     let mut samples: Vec<(f64, f64, f64, f64)> = Vec::new();

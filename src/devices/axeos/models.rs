@@ -34,8 +34,9 @@ pub struct Asic {
     pub paused_watts: f64,
 }
 
-/// Chip temperature hearth keeps a Bitaxe below, °C: under the firmware's 75 °C latch, which
-/// needs a person to clear it.
+/// Chip temperature at which the fleet rests a Bitaxe (plans it cold), °C: under the firmware's
+/// 75 °C latch, which needs a person to clear it. The heater trips only past this plus
+/// `driver::CHIP_TRIP_MARGIN_KELVIN`.
 pub const CHIP_LIMIT_CELSIUS: f64 = 70.0;
 
 /// The ASICs hearth knows.

@@ -19,6 +19,9 @@ use crate::sched::allocator::Envelope;
 use device::{DeviceCommand, DeviceState, DeviceStatus, MinerDevice, Setting};
 use plan::{Plan, View};
 
+/// A device rested at its chip limit rejoins the plan this far below it, K.
+const REST_HYSTERESIS_KELVIN: f64 = 5.0;
+
 /// Settling faster than this (schedule seconds) counts as following at once: the fleet then
 /// expects a device's planned power, else its measured power.
 const FAST_SETTLE_SECONDS: f64 = 2.0;
@@ -35,6 +38,8 @@ pub struct Fleet {
 struct State {
     /// Per device: the setting last commanded.
     commanded: Vec<Option<Setting>>,
+    /// Per device: resting because its chip reached its limit (until 5 K below it).
+    resting: Vec<bool>,
     /// Per device: energy drawn, J.
     energy_j: Vec<f64>,
     /// When energy was last integrated (schedule seconds).
@@ -75,6 +80,7 @@ impl Fleet {
             clock,
             state: Mutex::new(State {
                 commanded: vec![None; n],
+                resting: vec![false; n],
                 energy_j: vec![0.0; n],
                 ..State::default()
             }),
@@ -92,16 +98,37 @@ impl Fleet {
 
     /// What the planner sees of each device now.
     fn views(&self, now_s: f64) -> (Vec<View>, Vec<DeviceStatus>) {
-        let commanded = self.state().commanded.clone();
         let statuses: Vec<DeviceStatus> = self.devices.iter().map(|d| d.status()).collect();
+        let (commanded, resting) = {
+            let mut st = self.state();
+            for (r, s) in st.resting.iter_mut().zip(&statuses) {
+                let hot = s.max_celsius().unwrap_or(f64::NEG_INFINITY);
+                let was = *r;
+                *r = hot >= s.chip_limit_celsius
+                    || (*r && hot > s.chip_limit_celsius - REST_HYSTERESIS_KELVIN);
+                if *r != was {
+                    tracing::warn!(device = %s.name, celsius = hot, limit = s.chip_limit_celsius,
+                        "{}", if *r { "device at its chip limit: resting it" } else { "device cooled: back in the plan" });
+                }
+            }
+            (st.commanded.clone(), st.resting.clone())
+        };
         let views = self
             .devices
             .iter()
             .zip(&statuses)
             .zip(commanded)
-            .map(|((d, s), commanded)| {
+            .zip(resting)
+            .map(|(((d, s), commanded), resting)| {
                 let steerable = matches!(s.state, DeviceState::Ok | DeviceState::Fault);
-                let profile = d.profile().filter(|_| steerable);
+                let known = d.profile();
+                // A device settling after a change is heading to its new setting: plan with
+                // that, or the others would chase its ramp and swap roles with it.
+                let watts = match (&known, s.state, s.setting) {
+                    (Some(p), DeviceState::Calibrating, Some(set)) => p.watts_of(set),
+                    _ => s.watts.unwrap_or(0.0),
+                };
+                let profile = known.filter(|_| steerable);
                 let locked = profile.as_ref().is_some_and(|p| {
                     s.last_command_at_s
                         .is_some_and(|t| now_s - t < p.min_command_interval_seconds)
@@ -110,8 +137,8 @@ impl Fleet {
                     profile,
                     current: commanded.or(s.setting),
                     locked,
-                    watts: s.watts.unwrap_or(0.0),
-                    has_work: d.has_work(),
+                    watts,
+                    has_work: d.has_work() && !resting,
                 }
             })
             .collect();

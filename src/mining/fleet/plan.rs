@@ -38,6 +38,13 @@ pub struct Plan {
 
 /// Watts a change must gain before the planner prefers it to leaving a device alone.
 const CHANGE_COST_WATTS: f64 = 2.0;
+/// Discrete devices keep their settings while the plan that keeps them is within this many
+/// watts (or [`KEEP_BAND_FRACTION`] of the target, the larger) below the best plan.
+const KEEP_BAND_WATTS: f64 = 10.0;
+/// See [`KEEP_BAND_WATTS`].
+const KEEP_BAND_FRACTION: f64 = 0.05;
+/// ... and over the target by no more than this fraction of it.
+const KEEP_OVER_FRACTION: f64 = 0.02;
 /// At most this many continuous devices are searched on/off exhaustively; beyond, the rest stay
 /// on.
 const MAX_ENUMERATED_RANGES: usize = 6;
@@ -108,49 +115,82 @@ pub fn plan(target: f64, devices: &[View]) -> Plan {
     let table = Table::build(&discrete);
     // Continuous devices beyond the enumerated ones stay on (they still follow the remainder).
     let enumerated = ranges.len().min(MAX_ENUMERATED_RANGES);
-    let mut best: Option<Candidate> = None;
-    for mask in 0u32..(1 << enumerated) {
-        let on = |j: usize| j >= enumerated || mask & (1 << j) != 0;
-        let (mut lo, mut hi, mut changes) = (0.0, 0.0, 0usize);
-        for (j, (i, min, max, cold)) in ranges.iter().enumerate() {
-            if on(j) {
-                lo += min;
-                hi += max;
-                if matches!(devices[*i].current, None | Some(Setting::Stop))
-                    || devices[*i].current == Some(cold.setting)
-                {
-                    changes += 1;
+    let search = |sums: &mut dyn Iterator<Item = (usize, usize)>| -> Option<Candidate> {
+        let sums: Vec<(usize, usize)> = sums.collect();
+        let mut best: Option<Candidate> = None;
+        for mask in 0u32..(1 << enumerated) {
+            let on = |j: usize| j >= enumerated || mask & (1 << j) != 0;
+            let (mut lo, mut hi, mut changes) = (0.0, 0.0, 0usize);
+            for (j, (i, min, max, cold)) in ranges.iter().enumerate() {
+                if on(j) {
+                    lo += min;
+                    hi += max;
+                    if matches!(devices[*i].current, None | Some(Setting::Stop))
+                        || devices[*i].current == Some(cold.setting)
+                    {
+                        changes += 1;
+                    }
+                } else {
+                    lo += cold.watts;
+                    hi += cold.watts;
+                    changes += usize::from(cold.change);
                 }
-            } else {
-                lo += cold.watts;
-                hi += cold.watts;
-                changes += usize::from(cold.change);
+            }
+            for &(sum, d_changes) in &sums {
+                let base = fixed + sum as f64 + lo;
+                let total = (target - fixed - sum as f64).clamp(lo, hi) + fixed + sum as f64;
+                let c = Candidate {
+                    mask,
+                    sum,
+                    total,
+                    over: base > target + 1e-6,
+                    changes: changes + d_changes,
+                };
+                if best.as_ref().is_none_or(|b| c.better_than(b)) {
+                    best = Some(c);
+                }
             }
         }
-        for (sum, d_changes) in table.reachable() {
-            let base = fixed + sum as f64 + lo;
-            let total = (target - fixed - sum as f64).clamp(lo, hi) + fixed + sum as f64;
-            let c = Candidate {
-                mask,
-                sum,
-                total,
-                over: base > target + 1e-6,
-                changes: changes + d_changes,
-            };
-            if best.as_ref().is_none_or(|b| c.better_than(b)) {
-                best = Some(c);
-            }
-        }
-    }
-    let Some(best) = best else {
+        best
+    };
+    let Some(mut best) = search(&mut table.reachable()) else {
         return Plan {
             settings,
             watts: fixed,
             changes: 0,
         };
     };
-    for (i, s) in table.choices_for(best.sum, &discrete) {
-        settings[i] = Some(s);
+    // Hysteresis: discrete devices keep their settings while that stays within the band below
+    // the best plan and barely over the target (the GPU and the element cover the difference).
+    let keep: Option<Vec<Choice>> = discrete
+        .iter()
+        .map(|(_, c)| c.iter().find(|c| !c.change).copied())
+        .collect();
+    let mut keep_discrete = None;
+    if let Some(keep) = keep {
+        let sum = keep.iter().map(|c| watts_index(c.watts)).sum();
+        if let Some(k) = search(&mut std::iter::once((sum, 0))) {
+            let (band, over) = (
+                KEEP_BAND_WATTS.max(KEEP_BAND_FRACTION * target),
+                KEEP_OVER_FRACTION * target,
+            );
+            if k.total <= target + over + 1e-6 && k.total >= best.total - band {
+                best = k;
+                keep_discrete = Some(keep);
+            }
+        }
+    }
+    match keep_discrete {
+        Some(keep) => {
+            for ((i, _), c) in discrete.iter().zip(keep) {
+                settings[*i] = Some(c.setting);
+            }
+        }
+        None => {
+            for (i, s) in table.choices_for(best.sum, &discrete) {
+                settings[i] = Some(s);
+            }
+        }
     }
     // Share the continuous remainder over the devices that are on, in proportion to their spans.
     let on = |j: usize| j >= enumerated || best.mask & (1 << j) != 0;
@@ -403,6 +443,22 @@ mod tests {
         d[0].current = Some(Setting::Level(1));
         // 101 W wanted: staying at medium (100 W) is as good as any change.
         assert_eq!(plan(101.0, &d).changes, 0);
+    }
+
+    #[test]
+    fn settings_are_kept_within_the_band_and_changed_beyond_it() {
+        let d = [
+            avalon(Some(Setting::Level(2)), false),
+            avalon(Some(Setting::Level(1)), false),
+        ];
+        // 240 W now; 245 wanted: the best is 240 anyway. 252 wanted: 240 is within 5 %.
+        assert_eq!(plan(252.0, &d).changes, 0);
+        // 290 wanted: 280 is possible and 240 is 50 W short: both go high.
+        let p = plan(290.0, &d);
+        assert_eq!(p.watts, 280.0, "{p:?}");
+        // Slightly under what it draws (within 2 %): kept; further under: it steps down.
+        assert_eq!(plan(236.0, &d).changes, 0);
+        assert!(plan(220.0, &d).watts <= 220.0);
     }
 
     proptest! {
