@@ -137,6 +137,9 @@ async fn avalon_joins_commands_and_keeps_its_field_quirks() {
     let (_, v) = cg_json(emu.addr(), "version+ascset", None).await;
     assert_eq!(v["version"][0]["STATUS"][0]["STATUS"], "S");
     assert_eq!(v["ascset"][0]["STATUS"][0]["Code"], 45);
+    // An empty join leaves only the firmware's closing bytes (a reply seen in the field).
+    let raw = exchange(emu.addr(), br#"{"command":"+"}"#, 1 << 20).await;
+    assert_eq!(unterminated(&raw), ",\"id\":1}");
 
     let (text, stats) = cg_json(emu.addr(), "stats", None).await;
     assert!(text.contains("\"Pool Av\":nan"), "nan quirk: {text}");
@@ -475,6 +478,63 @@ async fn axeos_http_status_faults_answer_every_request() {
     emu.shutdown().await;
 }
 
+/// Reads one HTTP/1.1 response with a Content-Length from a kept-alive connection.
+async fn read_response(s: &mut TcpStream) -> (u16, Vec<u8>) {
+    let mut raw = Vec::new();
+    let mut byte = [0u8; 1];
+    while !raw.ends_with(b"\r\n\r\n") {
+        let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut byte))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            n,
+            1,
+            "closed mid-headers: {}",
+            String::from_utf8_lossy(&raw)
+        );
+        raw.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&raw).to_ascii_lowercase();
+    let status: u16 = head.split(' ').nth(1).unwrap().parse().unwrap();
+    let len: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length: "))
+        .map_or(0, |v| v.trim().parse().unwrap());
+    let mut body = vec![0u8; len];
+    s.read_exact(&mut body).await.unwrap();
+    (status, body)
+}
+
+#[tokio::test]
+async fn axeos_faults_reach_an_open_keep_alive_connection() {
+    let emu = start(EmulatorKind::Axeos, None, 1.0).await;
+    let mut s = TcpStream::connect(emu.addr()).await.unwrap();
+    let get = format!(
+        "GET /api/system/info HTTP/1.1\r\nHost: {}\r\n\r\n",
+        emu.addr()
+    );
+    s.write_all(get.as_bytes()).await.unwrap();
+    assert_eq!(read_response(&mut s).await.0, 200);
+    emu.set_fault(Fault::HttpStatus(500));
+    s.write_all(get.as_bytes()).await.unwrap();
+    assert_eq!(read_response(&mut s).await.0, 500);
+    emu.set_fault(Fault::Slow(0.3));
+    let t0 = Instant::now();
+    s.write_all(get.as_bytes()).await.unwrap();
+    assert_eq!(read_response(&mut s).await.0, 200);
+    assert!(t0.elapsed() >= Duration::from_millis(300));
+    // A wire-level fault drops the open connection without an answer.
+    emu.set_fault(Fault::Garbage);
+    s.write_all(get.as_bytes()).await.unwrap();
+    let mut rest = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut rest))
+        .await
+        .unwrap();
+    assert!(rest.is_empty(), "{}", String::from_utf8_lossy(&rest));
+    emu.shutdown().await;
+}
+
 mod braiins_client {
     use hearth::emulate::braiins::proto::*;
     use tonic::codegen::http::uri::PathAndQuery;
@@ -531,7 +591,7 @@ async fn braiins_needs_a_session_token_and_ramps_to_its_power_target() {
     use braiins_client::{call, login};
     use hearth::emulate::braiins::proto::*;
 
-    let emu = start(EmulatorKind::Braiins, None, 50.0).await;
+    let emu = start(EmulatorKind::Braiins, None, 20.0).await;
     let ch = tonic::transport::Endpoint::from_shared(format!("http://{}", emu.addr()))
         .unwrap()
         .connect()
@@ -632,14 +692,37 @@ async fn braiins_needs_a_session_token_and_ramps_to_its_power_target() {
     .await
     .unwrap();
     assert_eq!(t.get_ref().overall_tuner_state, TUNER_STATE_TUNING);
-    // 1000 W at 20 W/s: 50 s of device time, 1 s real at 50x.
-    tokio::time::sleep(Duration::from_millis(1300)).await;
+    // 1000 W at 20 W/s: 50 s of device time, 2.5 s real at 20x.
+    tokio::time::sleep(Duration::from_millis(3000)).await;
     let snap = emu.snapshot();
     assert!((snap.wall_watts - 2068.0).abs() < 1.0, "{snap:?}");
     assert!(!snap.calibrating);
     let cmds = emu.commands();
     assert_eq!(cmds.len(), 2);
     assert!(!cmds[0].accepted && cmds[1].accepted);
+
+    // Faults reach the open channel: an error status, a dropped call, then health again.
+    emu.set_fault(Fault::HttpStatus(500));
+    let e =
+        call::<_, GetMinerStatsResponse>(&ch, STATS, GetMinerStatsRequest::default(), Some(&token))
+            .await
+            .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::Internal);
+    emu.set_fault(Fault::Garbage);
+    assert!(call::<_, GetMinerStatsResponse>(
+        &ch,
+        STATS,
+        GetMinerStatsRequest::default(),
+        Some(&token)
+    )
+    .await
+    .is_err());
+    emu.set_fault(Fault::None);
+    let s: tonic::Response<GetMinerStatsResponse> =
+        call(&ch, STATS, GetMinerStatsRequest::default(), Some(&token))
+            .await
+            .unwrap();
+    assert!(s.get_ref().power_stats.is_some());
     emu.shutdown().await;
 }
 

@@ -626,9 +626,7 @@ impl Avalon {
             first = false;
         }
         if isjson {
-            if first {
-                out.push('{');
-            }
+            // With nothing joined this leaves `,"id":1}` alone, as the firmware sends it.
             out.push_str(",\"id\":1}");
         }
         out

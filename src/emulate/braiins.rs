@@ -11,7 +11,6 @@
 //! served; other methods answer UNIMPLEMENTED.
 
 use std::collections::HashMap;
-use std::convert::Infallible;
 use std::sync::Arc;
 
 use hyper::body::Incoming;
@@ -799,7 +798,6 @@ pub fn describe(key: Option<&str>) -> Result<String, EmulateError> {
 }
 
 async fn serve(b: Arc<Braiins>, mut stream: TcpStream, fault: Fault) {
-    net::slow(fault).await;
     match fault {
         Fault::Garbage => return net::write_garbage(&mut stream).await,
         Fault::Oversized => return net::write_oversized(&mut stream, b"", 0xff).await,
@@ -809,7 +807,15 @@ async fn serve(b: Arc<Braiins>, mut stream: TcpStream, fault: Fault) {
     }
     let svc = hyper::service::service_fn(move |req| {
         let b = b.clone();
-        async move { Ok::<_, Infallible>(route(b, req, fault).await) }
+        async move {
+            // Faults set while the channel is open act on its next call.
+            let fault = b.shared.fault();
+            if net::breaks_the_wire(fault) {
+                return Err(net::Dropped);
+            }
+            net::slow(fault).await;
+            Ok(route(b, req, fault).await)
+        }
     });
     let conn = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
         .max_header_list_size(16 * 1024)
