@@ -195,6 +195,36 @@ async fn avalon_refuses_a_mode_change_while_calibrating_then_accepts_it() {
 }
 
 #[tokio::test]
+async fn avalon_level_commands_follow_the_firmware_checks() {
+    let emu = start(EmulatorKind::Avalon, None, 1.0).await;
+    let msg = |v: &Value| v["STATUS"][0]["Msg"].as_str().unwrap().to_string();
+    let (_, v) = cg_json(emu.addr(), "ascset", Some("0,worklevel,get")).await;
+    assert_eq!(msg(&v), "ASC 0 set info: worklevel 0");
+    let (_, v) = cg_json(emu.addr(), "ascset", Some("0,worklevel,set,1")).await;
+    assert_eq!(msg(&v), "ASC 0 set failed: worklevel unknown argument");
+    // work_mode_lvl takes modes below the highest index only, as the firmware checks it.
+    let (_, v) = cg_json(emu.addr(), "ascset", Some("0,work_mode_lvl,set,2,0")).await;
+    assert_eq!(
+        msg(&v),
+        "ASC 0 set failed: error:1 not support set workmode max_mode[2]"
+    );
+    let (_, v) = cg_json(emu.addr(), "ascset", Some("0,work_mode_lvl,set,1,0")).await;
+    assert_eq!(msg(&v), "ASC 0 set OK");
+    assert_eq!(emu.snapshot().level, Some(1));
+    let (_, v) = cg_json(emu.addr(), "ascset", Some("0,workmode")).await;
+    assert_eq!(msg(&v), "ASC 0 set failed: missing workmode setting");
+    let (_, v) = cg_json(emu.addr(), "ascset", Some("1,workmode,set,0")).await;
+    assert_eq!(msg(&v), "Invalid ASC id 1 - range is 0 - 0");
+    let (_, v) = cg_json(emu.addr(), "ascset", Some("0,workmode,set,x")).await;
+    assert_eq!(msg(&v), "ASC 0 set failed: error:2 parameter error");
+    // Reads are not commands.
+    let logged: Vec<String> = emu.commands().into_iter().map(|c| c.command).collect();
+    assert_eq!(logged.len(), 6, "{logged:?}");
+    assert!(logged.iter().all(|c| !c.ends_with(",get")));
+    emu.shutdown().await;
+}
+
+#[tokio::test]
 async fn avalon_soft_off_is_a_per_model_capability() {
     let nano = start(EmulatorKind::Avalon, Some("nano3s"), 1.0).await;
     let (_, v) = cg_json(nano.addr(), "ascset", Some("0,softoff,1")).await;

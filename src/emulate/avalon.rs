@@ -897,11 +897,19 @@ impl Avalon {
     }
 
     /// `ascset|ID,OPTION[,SETTING]`, as `api.c` and `driver-avalon.c` parse it.
+    /// `ascset`; every one that may change the device is logged (reads, `…,get` and `help`,
+    /// are not, so a driver's polling does not count as commands).
     fn ascset(&self, param: Option<&str>) -> Answer {
-        let raw = format!("ascset|{}", param.unwrap_or(""));
+        let raw = param.unwrap_or("");
         let answer = self.ascset_inner(param);
-        let accepted = matches!(answer.status.severity, 'S' | 'I');
-        self.shared.record(raw, accepted, answer.status.msg.clone());
+        let mut fields = raw.split(',').skip(1);
+        let option = fields.next().unwrap_or("");
+        let read = option.eq_ignore_ascii_case("help") || fields.next() == Some("get");
+        if !read {
+            let accepted = matches!(answer.status.severity, 'S' | 'I');
+            self.shared
+                .record(format!("ascset|{raw}"), accepted, answer.status.msg.clone());
+        }
         answer
     }
 

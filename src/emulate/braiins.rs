@@ -492,6 +492,36 @@ impl Device {
 }
 
 impl Device {
+    fn new(model: &'static Model, opts: &EmulatorOptions, now: f64) -> Self {
+        let params = Params {
+            ramp: Ramp::Linear {
+                w_per_s: model.ramp_w_per_s,
+            },
+            tau_temp_s: TAU_TEMP_S,
+            chip_c_per_w: model.chip_c_per_w,
+            board_c_per_w: model.board_c_per_w,
+            idle_w: model.idle_w,
+        };
+        let w = model.default_w as f64;
+        Device {
+            model,
+            phys: Physics::settled(
+                params,
+                now,
+                opts.ambient_celsius,
+                w,
+                model.ths_at_default * 1000.0,
+            ),
+            target_w: model.default_w,
+            paused: false,
+            hot: false,
+            boot_s: now,
+            sessions: HashMap::new(),
+            username: opts.username.clone(),
+            password: opts.password.clone(),
+        }
+    }
+
     /// Checks a raw session token and refreshes its session.
     fn authorize(&mut self, token: &str, now: f64) -> Result<(), Status> {
         self.sessions.retain(|_, last| now - *last <= SESSION_S);
@@ -753,33 +783,7 @@ pub(crate) fn build(opts: &EmulatorOptions, shared: Arc<Shared>) -> Result<Serve
         opts.model.as_deref(),
     )?;
     let now = shared.clock.now_s();
-    let params = Params {
-        ramp: Ramp::Linear {
-            w_per_s: model.ramp_w_per_s,
-        },
-        tau_temp_s: TAU_TEMP_S,
-        chip_c_per_w: model.chip_c_per_w,
-        board_c_per_w: model.board_c_per_w,
-        idle_w: model.idle_w,
-    };
-    let w = model.default_w as f64;
-    let dev = Device {
-        model,
-        phys: Physics::settled(
-            params,
-            now,
-            opts.ambient_celsius,
-            w,
-            model.ths_at_default * 1000.0,
-        ),
-        target_w: model.default_w,
-        paused: false,
-        hot: false,
-        boot_s: now,
-        sessions: HashMap::new(),
-        username: opts.username.clone(),
-        password: opts.password.clone(),
-    };
+    let dev = Device::new(model, opts, now);
     let b = Arc::new(Braiins::new(shared, dev));
     let serving = b.clone();
     Ok(Server {
@@ -953,5 +957,42 @@ async fn route(
             .await
         }
         _ => Status::unimplemented(format!("{path} is not emulated")).into_http(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn device() -> Device {
+        let opts = EmulatorOptions::new(crate::clock::Clock::starting_at(0.0, 0, 1.0));
+        Device::new(&MODELS[0], &opts, 0.0)
+    }
+
+    #[test]
+    fn sessions_need_the_credentials_and_end_after_an_hour_idle() {
+        let mut d = device();
+        assert!(
+            d.login("root", "root", 0.0).is_err(),
+            "the default password is empty"
+        );
+        let t = d.login("root", "", 0.0).unwrap();
+        assert_eq!(t.len(), 16);
+        assert!(d.authorize(&t, 3000.0).is_ok());
+        // Use refreshes it: 3000 + 3600 is still within.
+        assert!(d.authorize(&t, 6500.0).is_ok());
+        assert!(d.authorize(&t, 6500.0 + SESSION_S + 1.0).is_err());
+        assert!(d.authorize("nope", 0.0).is_err());
+    }
+
+    #[test]
+    fn sessions_are_capped() {
+        let mut d = device();
+        let first = d.login("root", "", 0.0).unwrap();
+        for i in 0..MAX_SESSIONS {
+            d.login("root", "", 1.0 + i as f64).unwrap();
+        }
+        assert_eq!(d.sessions.len(), MAX_SESSIONS);
+        assert!(d.authorize(&first, 100.0).is_err(), "the oldest went first");
     }
 }
