@@ -768,9 +768,11 @@ fn cli_emulator_prints_its_address_and_answers() {
     let first = lines.next().unwrap().unwrap();
     let addr: SocketAddr = first
         .strip_prefix("listening on ")
+        .and_then(|rest| rest.split(' ').next())
         .unwrap_or_else(|| panic!("{first}"))
         .parse()
         .unwrap();
+    assert!(first.contains("(avalon: Avalon Nano3s"), "{first}");
     assert!(addr.ip().is_loopback());
     let mut s = std::net::TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();

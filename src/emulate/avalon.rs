@@ -352,14 +352,16 @@ async fn serve(dev: Arc<Avalon>, mut stream: TcpStream, fault: Fault) {
         _ => {}
     }
     let (mut reply, isjson) = dev.answer(&request);
-    if fault == Fault::Truncated && isjson {
-        let cut = reply.len() / 2;
-        let mut cut = cut.min(reply.len());
+    if fault == Fault::Truncated {
+        let mut cut = reply.len() / 2;
         while !reply.is_char_boundary(cut) {
             cut -= 1;
         }
         reply.truncate(cut);
-        reply.push_str(",\"id\":0");
+        // The firmware's own truncation marker, in JSON.
+        if isjson {
+            reply.push_str(",\"id\":0");
+        }
     }
     let mut bytes = reply.into_bytes();
     bytes.push(0);

@@ -593,7 +593,8 @@ impl model::Device for Device {
     }
 
     fn overheat_heat_c(&self) -> f64 {
-        70.0
+        // Enough to pass the dangerous temperature even at the lowest power target.
+        95.0
     }
 }
 
@@ -983,6 +984,25 @@ mod tests {
         assert!(d.authorize(&t, 6500.0).is_ok());
         assert!(d.authorize(&t, 6500.0 + SESSION_S + 1.0).is_err());
         assert!(d.authorize("nope", 0.0).is_err());
+    }
+
+    #[test]
+    fn overheat_stops_mining_even_at_the_lowest_target_until_it_cools() {
+        use crate::emulate::model::{sync, Device as _};
+        let mut d = device();
+        d.target_w = d.model.min_w;
+        d.retarget();
+        sync(&mut d, 3600.0);
+        assert!(!d.hot);
+        let heat = d.overheat_heat_c();
+        d.physics().set_extra_heat(heat);
+        sync(&mut d, 7200.0);
+        assert!(d.hot, "chip {}", d.phys.chip_c());
+        assert!((d.phys.power_w() - d.model.idle_w).abs() < 1.0);
+        d.physics().set_extra_heat(0.0);
+        sync(&mut d, 10800.0);
+        assert!(!d.hot);
+        assert!((d.phys.power_w() - d.model.min_w as f64).abs() < 1.0);
     }
 
     #[test]

@@ -163,7 +163,8 @@ pub struct EmulatorState {
     pub paused: bool,
     /// In the device's own over-temperature protection.
     pub overheated: bool,
-    /// Settings writes to flash so far (AxeOS PATCH).
+    /// Settings writes to flash so far (AxeOS: each accepted PATCH, and the overheat
+    /// protection's own write).
     pub flash_writes: u64,
     /// Schedule time of this snapshot.
     pub at_s: f64,
