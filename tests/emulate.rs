@@ -123,6 +123,22 @@ async fn avalon_replies_end_with_one_nul_and_the_device_closes_in_both_request_f
 }
 
 #[tokio::test]
+async fn an_emulator_stops_listening_on_shutdown_and_on_drop() {
+    let emu = start(EmulatorKind::Avalon, None, 1.0).await;
+    let addr = emu.addr();
+    emu.shutdown().await;
+    assert!(TcpStream::connect(addr).await.is_err());
+    let emu = start(EmulatorKind::Axeos, None, 1.0).await;
+    let addr = emu.addr();
+    drop(emu);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while TcpStream::connect(addr).await.is_ok() {
+        assert!(Instant::now() < deadline, "still listening after drop");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
 async fn avalon_joins_commands_and_keeps_its_field_quirks() {
     let emu = start(EmulatorKind::Avalon, None, 1.0).await;
     let (text, v) = cg_json(emu.addr(), "summary+estats", None).await;
@@ -562,6 +578,39 @@ async fn axeos_faults_reach_an_open_keep_alive_connection() {
         .await
         .unwrap();
     assert!(rest.is_empty(), "{}", String::from_utf8_lossy(&rest));
+    emu.shutdown().await;
+}
+
+#[tokio::test]
+async fn axeos_wire_faults_cut_flood_and_refuse() {
+    let emu = start(EmulatorKind::Axeos, None, 1.0).await;
+    let get = format!(
+        "GET /api/system/info HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+        emu.addr()
+    );
+    emu.set_fault(Fault::Truncated);
+    let raw = exchange(emu.addr(), get.as_bytes(), 1 << 20).await;
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    let declared: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("Content-Length: "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(body.len() < declared, "{} of {declared}", body.len());
+    assert!(serde_json::from_str::<Value>(body).is_err());
+
+    emu.set_fault(Fault::Oversized);
+    let raw = exchange(emu.addr(), get.as_bytes(), 1 << 20).await;
+    assert!(raw.len() >= 1 << 20);
+
+    emu.set_fault(Fault::Refuse);
+    assert!(exchange(emu.addr(), get.as_bytes(), 1 << 20)
+        .await
+        .is_empty());
+    emu.set_fault(Fault::None);
+    assert_eq!(info(emu.addr()).await["overheat_mode"], 0);
     emu.shutdown().await;
 }
 

@@ -300,7 +300,7 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// A running emulator.
+/// A running emulator. Dropping it stops it too, without waiting.
 pub struct EmulatorHandle {
     addr: SocketAddr,
     shared: Arc<Shared>,
