@@ -172,8 +172,9 @@ async fn avalon_joins_commands_and_keeps_its_field_quirks() {
 
 #[tokio::test]
 async fn avalon_refuses_a_mode_change_while_calibrating_then_accepts_it() {
-    // 240 s of calibration at 240x: one real second.
-    let emu = start(EmulatorKind::Avalon, Some("nano3s"), 240.0).await;
+    // 240 s of calibration at 80x: three real seconds, time enough for the refusal to arrive
+    // on a loaded machine.
+    let emu = start(EmulatorKind::Avalon, Some("nano3s"), 80.0).await;
     let (_, v) = cg_json(emu.addr(), "ascset", Some("0,workmode,set,0")).await;
     assert_eq!(v["STATUS"][0]["STATUS"], "S", "{v}");
     assert_eq!(v["STATUS"][0]["Msg"], "ASC 0 set OK");
@@ -192,7 +193,7 @@ async fn avalon_refuses_a_mode_change_while_calibrating_then_accepts_it() {
         .unwrap()
         .contains("not support set workmode max_mode[2]"));
 
-    tokio::time::sleep(Duration::from_millis(1300)).await;
+    tokio::time::sleep(Duration::from_millis(3300)).await;
     let snap = emu.snapshot();
     assert!(!snap.calibrating);
     assert!(snap.wall_watts < 80.0, "low mode draws ~70 W: {snap:?}");
