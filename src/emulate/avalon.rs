@@ -1206,6 +1206,32 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_hot_room_cycles_the_over_temperature_protection_over_a_long_gap() {
+        use crate::emulate::model::sync;
+        let mut d = Device::new(&MODELS[0], 0.0, 50.0);
+        let mut trips = 0;
+        let mut last = d.overtemp;
+        // Queried rarely: each sync spans many trip/recovery cycles.
+        for hour in 1..=5 {
+            sync(&mut d, f64::from(hour) * 3600.0);
+            assert!(d.phys.chip_c() < 101.0, "chip {}", d.phys.chip_c());
+            trips += usize::from(d.overtemp != last);
+            last = d.overtemp;
+        }
+        // Finer queries see it both hashing and stopped.
+        let (mut on, mut off) = (0, 0);
+        for k in 0..2000 {
+            sync(&mut d, 5.0 * 3600.0 + f64::from(k) * 5.0);
+            if d.overtemp {
+                off += 1;
+            } else {
+                on += 1;
+            }
+        }
+        assert!(on > 0 && off > 0, "on {on} off {off} trips {trips}");
+    }
+
+    #[test]
     fn c_atoi_reads_like_c() {
         assert_eq!(c_atoi("2"), Some(2));
         assert_eq!(c_atoi(" -1x"), Some(-1));
