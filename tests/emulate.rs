@@ -616,7 +616,7 @@ async fn axeos_wire_faults_cut_flood_and_refuse() {
 }
 
 mod braiins_client {
-    use hearth::emulate::braiins::proto::*;
+    use hearth::emulate::bos_proto::*;
     use tonic::codegen::http::uri::PathAndQuery;
     use tonic::transport::Channel;
     use tonic_prost::ProstCodec;
@@ -669,7 +669,7 @@ mod braiins_client {
 #[tokio::test]
 async fn braiins_needs_a_session_token_and_ramps_to_its_power_target() {
     use braiins_client::{call, login};
-    use hearth::emulate::braiins::proto::*;
+    use hearth::emulate::bos_proto::*;
 
     let emu = start(EmulatorKind::Braiins, None, 20.0).await;
     let ch = tonic::transport::Endpoint::from_shared(format!("http://{}", emu.addr()))

@@ -11,7 +11,9 @@
 
 pub mod avalon;
 pub mod axeos;
+pub mod bos_proto;
 pub mod braiins;
+mod cgminer;
 mod model;
 mod net;
 
