@@ -488,14 +488,20 @@ where
     }
 }
 
+/// A message the server decodes.
+trait Decoded: prost::Message + Default + Send + 'static {}
+impl<T: prost::Message + Default + Send + 'static> Decoded for T {}
+
+/// A message the server encodes.
+trait Encoded: prost::Message + Send + 'static {}
+impl<T: prost::Message + Send + 'static> Encoded for T {}
+
 /// Decodes `Req`, runs `f`, encodes its answer (messages are capped at tonic's 4 MiB default).
-async fn unary<Req, Resp, F>(
+async fn unary<Req: Decoded, Resp: Encoded, F>(
     req: hyper::Request<Incoming>,
     f: F,
 ) -> hyper::Response<tonic::body::Body>
 where
-    Req: prost::Message + Default + Send + 'static,
-    Resp: prost::Message + Send + 'static,
     F: FnOnce(tonic::Request<Req>) -> Result<tonic::Response<Resp>, Status> + Send,
 {
     let mut grpc = Grpc::new(ProstCodec::<Resp, Req>::default());
@@ -503,14 +509,12 @@ where
 }
 
 /// Runs `f` after checking the session token.
-async fn authed<Req, Resp, F>(
+async fn authed<Req: Decoded, Resp: Encoded, F>(
     b: Arc<Braiins>,
     req: hyper::Request<Incoming>,
     f: F,
 ) -> hyper::Response<tonic::body::Body>
 where
-    Req: prost::Message + Default + Send + 'static,
-    Resp: prost::Message + Send + 'static,
     F: FnOnce(&Braiins, Req) -> Result<Resp, Status> + Send,
 {
     unary(req, move |r: tonic::Request<Req>| {
