@@ -123,6 +123,22 @@ async fn avalon_replies_end_with_one_nul_and_the_device_closes_in_both_request_f
 }
 
 #[tokio::test]
+async fn an_emulator_stops_listening_on_shutdown_and_on_drop() {
+    let emu = start(EmulatorKind::Avalon, None, 1.0).await;
+    let addr = emu.addr();
+    emu.shutdown().await;
+    assert!(TcpStream::connect(addr).await.is_err());
+    let emu = start(EmulatorKind::Axeos, None, 1.0).await;
+    let addr = emu.addr();
+    drop(emu);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while TcpStream::connect(addr).await.is_ok() {
+        assert!(Instant::now() < deadline, "still listening after drop");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
 async fn avalon_joins_commands_and_keeps_its_field_quirks() {
     let emu = start(EmulatorKind::Avalon, None, 1.0).await;
     let (text, v) = cg_json(emu.addr(), "summary+estats", None).await;
@@ -137,6 +153,9 @@ async fn avalon_joins_commands_and_keeps_its_field_quirks() {
     let (_, v) = cg_json(emu.addr(), "version+ascset", None).await;
     assert_eq!(v["version"][0]["STATUS"][0]["STATUS"], "S");
     assert_eq!(v["ascset"][0]["STATUS"][0]["Code"], 45);
+    // An empty join leaves only the firmware's closing bytes (a reply seen in the field).
+    let raw = exchange(emu.addr(), br#"{"command":"+"}"#, 1 << 20).await;
+    assert_eq!(unterminated(&raw), ",\"id\":1}");
 
     let (text, stats) = cg_json(emu.addr(), "stats", None).await;
     assert!(text.contains("\"Pool Av\":nan"), "nan quirk: {text}");
@@ -153,8 +172,9 @@ async fn avalon_joins_commands_and_keeps_its_field_quirks() {
 
 #[tokio::test]
 async fn avalon_refuses_a_mode_change_while_calibrating_then_accepts_it() {
-    // 240 s of calibration at 240x: one real second.
-    let emu = start(EmulatorKind::Avalon, Some("nano3s"), 240.0).await;
+    // 240 s of calibration at 80x: three real seconds, time enough for the refusal to arrive
+    // on a loaded machine.
+    let emu = start(EmulatorKind::Avalon, Some("nano3s"), 80.0).await;
     let (_, v) = cg_json(emu.addr(), "ascset", Some("0,workmode,set,0")).await;
     assert_eq!(v["STATUS"][0]["STATUS"], "S", "{v}");
     assert_eq!(v["STATUS"][0]["Msg"], "ASC 0 set OK");
@@ -173,7 +193,7 @@ async fn avalon_refuses_a_mode_change_while_calibrating_then_accepts_it() {
         .unwrap()
         .contains("not support set workmode max_mode[2]"));
 
-    tokio::time::sleep(Duration::from_millis(1300)).await;
+    tokio::time::sleep(Duration::from_millis(3300)).await;
     let snap = emu.snapshot();
     assert!(!snap.calibrating);
     assert!(snap.wall_watts < 80.0, "low mode draws ~70 W: {snap:?}");
@@ -188,6 +208,36 @@ async fn avalon_refuses_a_mode_change_while_calibrating_then_accepts_it() {
     assert_eq!(cmds[0].command, "ascset|0,workmode,set,0");
     assert!(cmds.windows(2).all(|w| w[0].at_s <= w[1].at_s));
     assert!(cmds[3].at_s - cmds[0].at_s >= 240.0);
+    emu.shutdown().await;
+}
+
+#[tokio::test]
+async fn avalon_level_commands_follow_the_firmware_checks() {
+    let emu = start(EmulatorKind::Avalon, None, 1.0).await;
+    let msg = |v: &Value| v["STATUS"][0]["Msg"].as_str().unwrap().to_string();
+    let (_, v) = cg_json(emu.addr(), "ascset", Some("0,worklevel,get")).await;
+    assert_eq!(msg(&v), "ASC 0 set info: worklevel 0");
+    let (_, v) = cg_json(emu.addr(), "ascset", Some("0,worklevel,set,1")).await;
+    assert_eq!(msg(&v), "ASC 0 set failed: worklevel unknown argument");
+    // work_mode_lvl takes modes below the highest index only, as the firmware checks it.
+    let (_, v) = cg_json(emu.addr(), "ascset", Some("0,work_mode_lvl,set,2,0")).await;
+    assert_eq!(
+        msg(&v),
+        "ASC 0 set failed: error:1 not support set workmode max_mode[2]"
+    );
+    let (_, v) = cg_json(emu.addr(), "ascset", Some("0,work_mode_lvl,set,1,0")).await;
+    assert_eq!(msg(&v), "ASC 0 set OK");
+    assert_eq!(emu.snapshot().level, Some(1));
+    let (_, v) = cg_json(emu.addr(), "ascset", Some("0,workmode")).await;
+    assert_eq!(msg(&v), "ASC 0 set failed: missing workmode setting");
+    let (_, v) = cg_json(emu.addr(), "ascset", Some("1,workmode,set,0")).await;
+    assert_eq!(msg(&v), "Invalid ASC id 1 - range is 0 - 0");
+    let (_, v) = cg_json(emu.addr(), "ascset", Some("0,workmode,set,x")).await;
+    assert_eq!(msg(&v), "ASC 0 set failed: error:2 parameter error");
+    // Reads are not commands.
+    let logged: Vec<String> = emu.commands().into_iter().map(|c| c.command).collect();
+    assert_eq!(logged.len(), 6, "{logged:?}");
+    assert!(logged.iter().all(|c| !c.ends_with(",get")));
     emu.shutdown().await;
 }
 
@@ -475,8 +525,98 @@ async fn axeos_http_status_faults_answer_every_request() {
     emu.shutdown().await;
 }
 
+/// Reads one HTTP/1.1 response with a Content-Length from a kept-alive connection.
+async fn read_response(s: &mut TcpStream) -> (u16, Vec<u8>) {
+    let mut raw = Vec::new();
+    let mut byte = [0u8; 1];
+    while !raw.ends_with(b"\r\n\r\n") {
+        let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut byte))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            n,
+            1,
+            "closed mid-headers: {}",
+            String::from_utf8_lossy(&raw)
+        );
+        raw.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&raw).to_ascii_lowercase();
+    let status: u16 = head.split(' ').nth(1).unwrap().parse().unwrap();
+    let len: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length: "))
+        .map_or(0, |v| v.trim().parse().unwrap());
+    let mut body = vec![0u8; len];
+    s.read_exact(&mut body).await.unwrap();
+    (status, body)
+}
+
+#[tokio::test]
+async fn axeos_faults_reach_an_open_keep_alive_connection() {
+    let emu = start(EmulatorKind::Axeos, None, 1.0).await;
+    let mut s = TcpStream::connect(emu.addr()).await.unwrap();
+    let get = format!(
+        "GET /api/system/info HTTP/1.1\r\nHost: {}\r\n\r\n",
+        emu.addr()
+    );
+    s.write_all(get.as_bytes()).await.unwrap();
+    assert_eq!(read_response(&mut s).await.0, 200);
+    emu.set_fault(Fault::HttpStatus(500));
+    s.write_all(get.as_bytes()).await.unwrap();
+    assert_eq!(read_response(&mut s).await.0, 500);
+    emu.set_fault(Fault::Slow(0.3));
+    let t0 = Instant::now();
+    s.write_all(get.as_bytes()).await.unwrap();
+    assert_eq!(read_response(&mut s).await.0, 200);
+    assert!(t0.elapsed() >= Duration::from_millis(300));
+    // A wire-level fault drops the open connection without an answer.
+    emu.set_fault(Fault::Garbage);
+    s.write_all(get.as_bytes()).await.unwrap();
+    let mut rest = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut rest))
+        .await
+        .unwrap();
+    assert!(rest.is_empty(), "{}", String::from_utf8_lossy(&rest));
+    emu.shutdown().await;
+}
+
+#[tokio::test]
+async fn axeos_wire_faults_cut_flood_and_refuse() {
+    let emu = start(EmulatorKind::Axeos, None, 1.0).await;
+    let get = format!(
+        "GET /api/system/info HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+        emu.addr()
+    );
+    emu.set_fault(Fault::Truncated);
+    let raw = exchange(emu.addr(), get.as_bytes(), 1 << 20).await;
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    let declared: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("Content-Length: "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(body.len() < declared, "{} of {declared}", body.len());
+    assert!(serde_json::from_str::<Value>(body).is_err());
+
+    emu.set_fault(Fault::Oversized);
+    let raw = exchange(emu.addr(), get.as_bytes(), 1 << 20).await;
+    assert!(raw.len() >= 1 << 20);
+
+    emu.set_fault(Fault::Refuse);
+    assert!(exchange(emu.addr(), get.as_bytes(), 1 << 20)
+        .await
+        .is_empty());
+    emu.set_fault(Fault::None);
+    assert_eq!(info(emu.addr()).await["overheat_mode"], 0);
+    emu.shutdown().await;
+}
+
 mod braiins_client {
-    use hearth::emulate::braiins::proto::*;
+    use hearth::emulate::bos_proto::*;
     use tonic::codegen::http::uri::PathAndQuery;
     use tonic::transport::Channel;
     use tonic_prost::ProstCodec;
@@ -529,9 +669,9 @@ mod braiins_client {
 #[tokio::test]
 async fn braiins_needs_a_session_token_and_ramps_to_its_power_target() {
     use braiins_client::{call, login};
-    use hearth::emulate::braiins::proto::*;
+    use hearth::emulate::bos_proto::*;
 
-    let emu = start(EmulatorKind::Braiins, None, 50.0).await;
+    let emu = start(EmulatorKind::Braiins, None, 20.0).await;
     let ch = tonic::transport::Endpoint::from_shared(format!("http://{}", emu.addr()))
         .unwrap()
         .connect()
@@ -632,14 +772,37 @@ async fn braiins_needs_a_session_token_and_ramps_to_its_power_target() {
     .await
     .unwrap();
     assert_eq!(t.get_ref().overall_tuner_state, TUNER_STATE_TUNING);
-    // 1000 W at 20 W/s: 50 s of device time, 1 s real at 50x.
-    tokio::time::sleep(Duration::from_millis(1300)).await;
+    // 1000 W at 20 W/s: 50 s of device time, 2.5 s real at 20x.
+    tokio::time::sleep(Duration::from_millis(3000)).await;
     let snap = emu.snapshot();
     assert!((snap.wall_watts - 2068.0).abs() < 1.0, "{snap:?}");
     assert!(!snap.calibrating);
     let cmds = emu.commands();
     assert_eq!(cmds.len(), 2);
     assert!(!cmds[0].accepted && cmds[1].accepted);
+
+    // Faults reach the open channel: an error status, a dropped call, then health again.
+    emu.set_fault(Fault::HttpStatus(500));
+    let e =
+        call::<_, GetMinerStatsResponse>(&ch, STATS, GetMinerStatsRequest::default(), Some(&token))
+            .await
+            .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::Internal);
+    emu.set_fault(Fault::Garbage);
+    assert!(call::<_, GetMinerStatsResponse>(
+        &ch,
+        STATS,
+        GetMinerStatsRequest::default(),
+        Some(&token)
+    )
+    .await
+    .is_err());
+    emu.set_fault(Fault::None);
+    let s: tonic::Response<GetMinerStatsResponse> =
+        call(&ch, STATS, GetMinerStatsRequest::default(), Some(&token))
+            .await
+            .unwrap();
+    assert!(s.get_ref().power_stats.is_some());
     emu.shutdown().await;
 }
 
@@ -655,9 +818,11 @@ fn cli_emulator_prints_its_address_and_answers() {
     let first = lines.next().unwrap().unwrap();
     let addr: SocketAddr = first
         .strip_prefix("listening on ")
+        .and_then(|rest| rest.split(' ').next())
         .unwrap_or_else(|| panic!("{first}"))
         .parse()
         .unwrap();
+    assert!(first.contains("(avalon: Avalon Nano3s"), "{first}");
     assert!(addr.ip().is_loopback());
     let mut s = std::net::TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();

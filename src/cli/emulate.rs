@@ -1,5 +1,5 @@
-//! `hearth emulate KIND`: one device emulator on a local port, until SIGINT or SIGTERM. The first
-//! line on stdout is `listening on ADDR`, for scripts.
+//! `hearth emulate KIND`: one device emulator on a local port, until SIGINT or SIGTERM. It prints
+//! one line, `listening on ADDR (KIND: description)`, for people and scripts.
 
 use anyhow::{Context, Result};
 
@@ -59,8 +59,8 @@ pub fn run(args: EmulateArgs) -> Result<()> {
             ..EmulatorOptions::new(hearth::clock::Clock::local(args.speed))
         };
         let handle = emulate::start(kind, args.listen, opts).await?;
-        println!("listening on {}", handle.addr());
-        println!("{kind}: {description}");
+        // One line: the address first, for scripts (`awk '{print $3}'`).
+        println!("listening on {} ({kind}: {description})", handle.addr());
         wait_for_signal().await?;
         handle.shutdown().await;
         Ok(())

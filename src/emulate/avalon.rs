@@ -19,7 +19,8 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use super::model::{self, c_float, state_of, Params, Physics, Ramp, Watch};
+use super::cgminer::{escape, render, single, when, Answer, Obj, Status};
+use super::model::{self, state_of, Params, Physics, Ramp, Watch};
 use super::net::{self, Server};
 use super::{
     pick_model, EmulateError, EmulatorKind, EmulatorOptions, EmulatorState, Fault, Live, Shared,
@@ -178,8 +179,6 @@ const NANO3S: Model = Model {
 
 /// Firmware version strings the device reports (the public Nano 3S release).
 const FW: &str = "25012001_85ce93f";
-/// `Description` of every status (cgminer's `PACKAGE_STRING`).
-const DESCRIPTION: &str = "cgminer 4.11.1";
 /// Bytes of a request read (the firmware reads half its 8 KiB buffer, less one).
 const MAX_REQUEST: usize = 4095;
 /// Real seconds a client has to send its request.
@@ -352,187 +351,21 @@ async fn serve(dev: Arc<Avalon>, mut stream: TcpStream, fault: Fault) {
         _ => {}
     }
     let (mut reply, isjson) = dev.answer(&request);
-    if fault == Fault::Truncated && isjson {
-        let cut = reply.len() / 2;
-        let mut cut = cut.min(reply.len());
+    if fault == Fault::Truncated {
+        let mut cut = reply.len() / 2;
         while !reply.is_char_boundary(cut) {
             cut -= 1;
         }
         reply.truncate(cut);
-        reply.push_str(",\"id\":0");
+        // The firmware's own truncation marker, in JSON.
+        if isjson {
+            reply.push_str(",\"id\":0");
+        }
     }
     let mut bytes = reply.into_bytes();
     bytes.push(0);
     let _ = stream.write_all(&bytes).await;
     let _ = stream.shutdown().await;
-}
-
-/// A value in a reply: a string (quoted in JSON) or a number as printed.
-enum Val {
-    S(String),
-    N(String),
-}
-
-/// One reply object: named values in order.
-#[derive(Default)]
-struct Obj {
-    items: Vec<(&'static str, Val)>,
-    /// Close it with `,}` (a quirk seen in the field) in JSON.
-    trailing_comma: bool,
-}
-
-impl Obj {
-    fn s(mut self, k: &'static str, v: impl Into<String>) -> Self {
-        self.items.push((k, Val::S(v.into())));
-        self
-    }
-    fn n(mut self, k: &'static str, v: impl ToString) -> Self {
-        self.items.push((k, Val::N(v.to_string())));
-        self
-    }
-    /// A float printed with `decimals` places, as C's `%.Nf` does (`inf`, `nan`).
-    fn f(self, k: &'static str, v: f64, decimals: usize) -> Self {
-        self.n(k, c_float(v, decimals))
-    }
-}
-
-/// The status part of every reply.
-struct Status {
-    severity: char,
-    code: i32,
-    msg: String,
-}
-
-impl Status {
-    fn new(severity: char, code: i32, msg: impl Into<String>) -> Self {
-        Self {
-            severity,
-            code,
-            msg: msg.into(),
-        }
-    }
-}
-
-/// One command's answer: its status and, on success, its data section.
-struct Answer {
-    status: Status,
-    section: Option<(&'static str, bool, Vec<Obj>)>,
-}
-
-impl Answer {
-    fn status(s: Status) -> Self {
-        Self {
-            status: s,
-            section: None,
-        }
-    }
-    /// `text_prefix`: whether the text form names the section (`SUMMARY,`), as the firmware
-    /// does for some commands only.
-    fn with(s: Status, name: &'static str, text_prefix: bool, objs: Vec<Obj>) -> Self {
-        Self {
-            status: s,
-            section: Some((name, text_prefix, objs)),
-        }
-    }
-}
-
-fn escape(s: &str, isjson: bool) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '"' if isjson => out.push_str("\\\""),
-            ',' | '|' | '=' if !isjson => {
-                out.push('\\');
-                out.push(c);
-            }
-            '\\' => out.push_str("\\\\"),
-            _ => out.push(c),
-        }
-    }
-    out
-}
-
-fn when() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
-fn render_obj(out: &mut String, o: &Obj, isjson: bool) {
-    if isjson {
-        out.push('{');
-    }
-    for (i, (k, v)) in o.items.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        if isjson {
-            out.push('"');
-            out.push_str(k);
-            out.push_str("\":");
-        } else {
-            out.push_str(k);
-            out.push('=');
-        }
-        match v {
-            Val::S(s) if isjson => {
-                out.push('"');
-                out.push_str(s);
-                out.push('"');
-            }
-            Val::S(s) | Val::N(s) => out.push_str(s),
-        }
-    }
-    if isjson {
-        if o.trailing_comma {
-            out.push(',');
-        }
-        out.push('}');
-    } else {
-        out.push('|');
-    }
-}
-
-/// Renders one answer without the closing `,"id":1}` (JSON) — the firmware's `message()` plus
-/// the section.
-fn render(a: &Answer, isjson: bool) -> String {
-    let mut st = Obj::default()
-        .s("STATUS", a.status.severity.to_string())
-        .n("When", when())
-        .n("Code", a.status.code)
-        .s("Msg", escape(&a.status.msg, isjson));
-    // The firmware leaves the description out of "Invalid command", for random probes.
-    if a.status.code != 14 {
-        st = st.s("Description", escape(DESCRIPTION, isjson));
-    }
-    let mut out = String::new();
-    if isjson {
-        out.push_str("{\"STATUS\":[");
-    }
-    render_obj(&mut out, &st, isjson);
-    if isjson {
-        out.push(']');
-    }
-    if let Some((name, prefix, objs)) = &a.section {
-        if isjson {
-            out.push_str(",\"");
-            out.push_str(name);
-            out.push_str("\":[");
-        } else if *prefix {
-            out.push_str(name);
-            out.push(',');
-        }
-        for (i, o) in objs.iter().enumerate() {
-            if isjson && i > 0 {
-                out.push(',');
-            }
-            render_obj(&mut out, o, isjson);
-        }
-        if isjson {
-            out.push(']');
-        }
-    }
-    out
 }
 
 /// Commands the firmware knows, and whether each may be joined with `+`.
@@ -626,9 +459,7 @@ impl Avalon {
             first = false;
         }
         if isjson {
-            if first {
-                out.push('{');
-            }
+            // With nothing joined this leaves `,"id":1}` alone, as the firmware sends it.
             out.push_str(",\"id\":1}");
         }
         out
@@ -899,11 +730,19 @@ impl Avalon {
     }
 
     /// `ascset|ID,OPTION[,SETTING]`, as `api.c` and `driver-avalon.c` parse it.
+    /// `ascset`; every one that may change the device is logged (reads, `…,get` and `help`,
+    /// are not, so a driver's polling does not count as commands).
     fn ascset(&self, param: Option<&str>) -> Answer {
-        let raw = format!("ascset|{}", param.unwrap_or(""));
+        let raw = param.unwrap_or("");
         let answer = self.ascset_inner(param);
-        let accepted = matches!(answer.status.severity, 'S' | 'I');
-        self.shared.record(raw, accepted, answer.status.msg.clone());
+        let mut fields = raw.split(',').skip(1);
+        let option = fields.next().unwrap_or("");
+        let read = option.eq_ignore_ascii_case("help") || fields.next() == Some("get");
+        if !read {
+            let accepted = matches!(answer.status.severity, 'S' | 'I');
+            self.shared
+                .record(format!("ascset|{raw}"), accepted, answer.status.msg.clone());
+        }
         answer
     }
 
@@ -1186,16 +1025,35 @@ fn mm_id(d: &Device, now: f64) -> String {
     s
 }
 
-/// A whole JSON reply to one command.
-fn single(a: Answer) -> String {
-    let mut s = render(&a, true);
-    s.push_str(",\"id\":1}");
-    s
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_hot_room_cycles_the_over_temperature_protection_over_a_long_gap() {
+        use crate::emulate::model::sync;
+        let mut d = Device::new(&MODELS[0], 0.0, 50.0);
+        let mut trips = 0;
+        let mut last = d.overtemp;
+        // Queried rarely: each sync spans many trip/recovery cycles.
+        for hour in 1..=5 {
+            sync(&mut d, f64::from(hour) * 3600.0);
+            assert!(d.phys.chip_c() < 101.0, "chip {}", d.phys.chip_c());
+            trips += usize::from(d.overtemp != last);
+            last = d.overtemp;
+        }
+        // Finer queries see it both hashing and stopped.
+        let (mut on, mut off) = (0, 0);
+        for k in 0..2000 {
+            sync(&mut d, 5.0 * 3600.0 + f64::from(k) * 5.0);
+            if d.overtemp {
+                off += 1;
+            } else {
+                on += 1;
+            }
+        }
+        assert!(on > 0 && off > 0, "on {on} off {off} trips {trips}");
+    }
 
     #[test]
     fn c_atoi_reads_like_c() {
@@ -1204,21 +1062,5 @@ mod tests {
         assert_eq!(c_atoi("x"), None);
         assert_eq!(scan_cmd_int("set,1"), ("set", Some(1)));
         assert_eq!(scan_cmd_int("get"), ("get", None));
-    }
-
-    #[test]
-    fn text_replies_escape_separators() {
-        let a = Answer::status(Status::new(
-            'E',
-            120,
-            "ASC 0 set failed: Unknown option: a,b",
-        ));
-        let t = render(&a, false);
-        assert!(t.starts_with("STATUS=E,When="), "{t}");
-        assert!(
-            t.contains("Msg=ASC 0 set failed: Unknown option: a\\,b,"),
-            "{t}"
-        );
-        assert!(t.ends_with('|'));
     }
 }

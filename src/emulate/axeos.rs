@@ -10,13 +10,12 @@
 //! PATCH clears it (the v2 behaviour hearth must never fight; newer firmware also restarts at
 //! reduced settings by itself).
 
-use std::convert::Infallible;
 use std::sync::Arc;
 
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::{Bytes, Incoming};
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
@@ -325,7 +324,6 @@ pub fn describe(key: Option<&str>) -> Result<String, EmulateError> {
 }
 
 async fn serve(dev: Arc<Axeos>, mut stream: TcpStream, fault: Fault) {
-    net::slow(fault).await;
     match fault {
         Fault::Garbage => return net::write_garbage(&mut stream).await,
         Fault::Oversized => {
@@ -347,9 +345,19 @@ async fn serve(dev: Arc<Axeos>, mut stream: TcpStream, fault: Fault) {
     }
     let svc = hyper::service::service_fn(move |req| {
         let dev = dev.clone();
-        async move { Ok::<_, Infallible>(dev.handle(req, fault).await) }
+        async move {
+            // Faults set while a keep-alive connection is open act on its next request.
+            let fault = dev.shared.fault();
+            if net::breaks_the_wire(fault) {
+                return Err(net::Dropped);
+            }
+            net::slow(fault).await;
+            Ok(dev.handle(req, fault).await)
+        }
     });
     let conn = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(net::HEADER_TIMEOUT)
         .max_buf_size(16 * 1024)
         .serve_connection(TokioIo::new(stream), svc);
     if let Err(e) = conn.await {

@@ -5,13 +5,12 @@
 //! UNAUTHENTICATED; a session ends after 3,600 s without use. Power follows
 //! `PerformanceService/SetPowerTarget` at the model's W/s while the tuner reports TUNING.
 //!
-//! The messages are written here with the field numbers of Braiins' published `bos-plus-api`
-//! protos (no .proto file, so the emulator shares nothing with the driver's proto), and the
-//! services are routed by hand onto `tonic::server::Grpc`. Only the subset hearth needs is
+//! The messages are in [`super::bos_proto`], written with the field numbers of Braiins' published
+//! `bos-plus-api` protos (no .proto file, so the emulator shares nothing with the driver's proto);
+//! the services are routed by hand onto `tonic::server::Grpc`. Only the subset hearth needs is
 //! served; other methods answer UNIMPLEMENTED.
 
 use std::collections::HashMap;
-use std::convert::Infallible;
 use std::sync::Arc;
 
 use hyper::body::Incoming;
@@ -22,372 +21,12 @@ use tonic::server::{Grpc, UnaryService};
 use tonic::Status;
 use tonic_prost::ProstCodec;
 
+use super::bos_proto::*;
 use super::model::{self, state_of, Params, Physics, Ramp, Watch};
 use super::net::{self, Server};
 use super::{
     pick_model, EmulateError, EmulatorKind, EmulatorOptions, EmulatorState, Fault, Live, Shared,
 };
-
-/// The emulator's subset of the `braiins.bos` messages, with the public field numbers.
-pub mod proto {
-    /// Any message without fields (the requests of the getters and actions, `LoginResponse`):
-    /// they all encode to nothing.
-    #[derive(Clone, Copy, PartialEq, prost::Message)]
-    pub struct Empty {}
-
-    /// `braiins.bos.ApiVersionRequest`: no fields.
-    pub type ApiVersionRequest = Empty;
-
-    /// `braiins.bos.ApiVersion`.
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub struct ApiVersion {
-        /// Major.
-        #[prost(uint64, tag = "1")]
-        pub major: u64,
-        /// Minor.
-        #[prost(uint64, tag = "2")]
-        pub minor: u64,
-        /// Patch.
-        #[prost(uint64, tag = "3")]
-        pub patch: u64,
-        /// Pre-release.
-        #[prost(string, tag = "4")]
-        pub pre: String,
-        /// Build.
-        #[prost(string, tag = "5")]
-        pub build: String,
-    }
-
-    /// `braiins.bos.v1.LoginRequest`.
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub struct LoginRequest {
-        /// User.
-        #[prost(string, tag = "1")]
-        pub username: String,
-        /// Password.
-        #[prost(string, tag = "2")]
-        pub password: String,
-    }
-
-    /// `braiins.bos.v1.LoginResponse`: no fields.
-    pub type LoginResponse = Empty;
-
-    /// `braiins.bos.v1.Power`.
-    #[derive(Clone, Copy, PartialEq, prost::Message)]
-    pub struct Power {
-        /// Watts.
-        #[prost(uint64, tag = "1")]
-        pub watt: u64,
-    }
-
-    /// `braiins.bos.v1.GigaHashrate`.
-    #[derive(Clone, Copy, PartialEq, prost::Message)]
-    pub struct GigaHashrate {
-        /// GH/s.
-        #[prost(double, tag = "1")]
-        pub gigahash_per_second: f64,
-    }
-
-    /// `braiins.bos.v1.Temperature`.
-    #[derive(Clone, Copy, PartialEq, prost::Message)]
-    pub struct Temperature {
-        /// °C.
-        #[prost(double, tag = "1")]
-        pub degree_c: f64,
-    }
-
-    /// `braiins.bos.v1.SaveAction`: UNSPECIFIED 0, SAVE 1, SAVE_AND_APPLY 2,
-    /// SAVE_AND_FORCE_APPLY 3.
-    pub const SAVE_ACTION_SAVE: i32 = 1;
-    /// `SAVE_ACTION_SAVE_AND_APPLY`.
-    pub const SAVE_ACTION_SAVE_AND_APPLY: i32 = 2;
-    /// `SAVE_ACTION_SAVE_AND_FORCE_APPLY`.
-    pub const SAVE_ACTION_SAVE_AND_FORCE_APPLY: i32 = 3;
-
-    /// `braiins.bos.v1.SetPowerTargetRequest`.
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub struct SetPowerTargetRequest {
-        /// A `SaveAction`.
-        #[prost(int32, tag = "1")]
-        pub save_action: i32,
-        /// The target.
-        #[prost(message, optional, tag = "2")]
-        pub power_target: Option<Power>,
-    }
-
-    /// `braiins.bos.v1.SetPowerTargetResponse`.
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub struct SetPowerTargetResponse {
-        /// The target now configured.
-        #[prost(message, optional, tag = "1")]
-        pub power_target: Option<Power>,
-    }
-
-    /// `braiins.bos.v1.GetConstraintsRequest`: no fields.
-    pub type GetConstraintsRequest = Empty;
-
-    /// `braiins.bos.v1.PowerConstraints`.
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub struct PowerConstraints {
-        /// Default.
-        #[prost(message, optional, tag = "1")]
-        pub default: Option<Power>,
-        /// Minimum.
-        #[prost(message, optional, tag = "2")]
-        pub min: Option<Power>,
-        /// Maximum.
-        #[prost(message, optional, tag = "3")]
-        pub max: Option<Power>,
-    }
-
-    /// `braiins.bos.v1.TunerConstraints` (power target part).
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub struct TunerConstraints {
-        /// Power target constraints.
-        #[prost(message, optional, tag = "1")]
-        pub power_target: Option<PowerConstraints>,
-        /// `TunerMode` default (1 = power target).
-        #[prost(int32, tag = "4")]
-        pub default_mode: i32,
-    }
-
-    /// `braiins.bos.v1.GetConstraintsResponse` (tuner part).
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub struct GetConstraintsResponse {
-        /// Tuner constraints.
-        #[prost(message, optional, tag = "1")]
-        pub tuner_constraints: Option<TunerConstraints>,
-    }
-
-    /// `braiins.bos.v1.GetMinerStatsRequest`: no fields.
-    pub type GetMinerStatsRequest = Empty;
-
-    /// `braiins.bos.v1.RealHashrate`.
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub struct RealHashrate {
-        /// Last 5 s.
-        #[prost(message, optional, tag = "1")]
-        pub last_5s: Option<GigaHashrate>,
-        /// Last 15 s.
-        #[prost(message, optional, tag = "2")]
-        pub last_15s: Option<GigaHashrate>,
-        /// Last 30 s.
-        #[prost(message, optional, tag = "3")]
-        pub last_30s: Option<GigaHashrate>,
-        /// Last minute.
-        #[prost(message, optional, tag = "4")]
-        pub last_1m: Option<GigaHashrate>,
-        /// Last 5 minutes.
-        #[prost(message, optional, tag = "5")]
-        pub last_5m: Option<GigaHashrate>,
-    }
-
-    /// `braiins.bos.v1.WorkSolverStats`.
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub struct WorkSolverStats {
-        /// Measured hashrate.
-        #[prost(message, optional, tag = "1")]
-        pub real_hashrate: Option<RealHashrate>,
-        /// Nominal hashrate.
-        #[prost(message, optional, tag = "2")]
-        pub nominal_hashrate: Option<GigaHashrate>,
-    }
-
-    /// `braiins.bos.v1.MinerPowerStats`.
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub struct MinerPowerStats {
-        /// Power the miner estimates it draws.
-        #[prost(message, optional, tag = "1")]
-        pub approximated_consumption: Option<Power>,
-    }
-
-    /// `braiins.bos.v1.GetMinerStatsResponse`.
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub struct GetMinerStatsResponse {
-        /// Hashrate statistics.
-        #[prost(message, optional, tag = "2")]
-        pub miner_stats: Option<WorkSolverStats>,
-        /// Power statistics.
-        #[prost(message, optional, tag = "3")]
-        pub power_stats: Option<MinerPowerStats>,
-    }
-
-    /// `braiins.bos.v1.GetMinerDetailsRequest`: no fields.
-    pub type GetMinerDetailsRequest = Empty;
-
-    /// `braiins.bos.v1.MinerIdentity`.
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub struct MinerIdentity {
-        /// `MinerBrand` (1 = Antminer).
-        #[prost(int32, tag = "1")]
-        pub brand: i32,
-        /// Display name.
-        #[prost(string, tag = "3")]
-        pub name: String,
-        /// Model.
-        #[prost(string, tag = "4")]
-        pub miner_model: String,
-    }
-
-    /// `braiins.bos.v1.BosVersion`.
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub struct BosVersion {
-        /// Current version.
-        #[prost(string, tag = "1")]
-        pub current: String,
-        /// Major version.
-        #[prost(string, tag = "2")]
-        pub major: String,
-        /// Braiins OS+.
-        #[prost(bool, tag = "3")]
-        pub bos_plus: bool,
-    }
-
-    /// `braiins.bos.v1.MinerStatus`: NORMAL.
-    pub const MINER_STATUS_NORMAL: i32 = 2;
-    /// `MINER_STATUS_PAUSED`.
-    pub const MINER_STATUS_PAUSED: i32 = 3;
-
-    /// `braiins.bos.v1.GetMinerDetailsResponse` (subset).
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub struct GetMinerDetailsResponse {
-        /// Miner ID.
-        #[prost(string, tag = "1")]
-        pub uid: String,
-        /// Identity.
-        #[prost(message, optional, tag = "2")]
-        pub miner_identity: Option<MinerIdentity>,
-        /// OS version.
-        #[prost(message, optional, tag = "5")]
-        pub bos_version: Option<BosVersion>,
-        /// Hostname.
-        #[prost(string, tag = "6")]
-        pub hostname: String,
-        /// Hashrate on the sticker.
-        #[prost(message, optional, tag = "9")]
-        pub sticker_hashrate: Option<GigaHashrate>,
-        /// Bosminer uptime, s.
-        #[prost(uint64, tag = "10")]
-        pub bosminer_uptime_s: u64,
-        /// `MinerStatus`.
-        #[prost(int32, tag = "12")]
-        pub status: i32,
-    }
-
-    /// `braiins.bos.v1.GetCoolingStateRequest`: no fields.
-    pub type GetCoolingStateRequest = Empty;
-
-    /// `braiins.bos.v1.FanState`.
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub struct FanState {
-        /// Position.
-        #[prost(uint32, optional, tag = "1")]
-        pub position: Option<u32>,
-        /// RPM.
-        #[prost(uint32, tag = "2")]
-        pub rpm: u32,
-        /// PWM 0..1.
-        #[prost(double, optional, tag = "3")]
-        pub target_speed_ratio: Option<f64>,
-    }
-
-    /// `braiins.bos.v1.SensorLocation`: CHIP.
-    pub const SENSOR_LOCATION_CHIP: i32 = 1;
-
-    /// `braiins.bos.v1.TemperatureSensor`.
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub struct TemperatureSensor {
-        /// Sensor id.
-        #[prost(uint32, optional, tag = "1")]
-        pub id: Option<u32>,
-        /// `SensorLocation`.
-        #[prost(int32, tag = "2")]
-        pub location: i32,
-        /// Reading.
-        #[prost(message, optional, tag = "3")]
-        pub temperature: Option<Temperature>,
-    }
-
-    /// `braiins.bos.v1.GetCoolingStateResponse`.
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub struct GetCoolingStateResponse {
-        /// Fans.
-        #[prost(message, repeated, tag = "1")]
-        pub fans: Vec<FanState>,
-        /// The hottest sensor.
-        #[prost(message, optional, tag = "2")]
-        pub highest_temperature: Option<TemperatureSensor>,
-    }
-
-    /// `braiins.bos.v1.PauseMiningRequest`: no fields.
-    pub type PauseMiningRequest = Empty;
-
-    /// `braiins.bos.v1.PauseMiningResponse`.
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub struct PauseMiningResponse {
-        /// It was paused already.
-        #[prost(bool, tag = "1")]
-        pub already_paused: bool,
-    }
-
-    /// `braiins.bos.v1.ResumeMiningRequest`: no fields.
-    pub type ResumeMiningRequest = Empty;
-
-    /// `braiins.bos.v1.ResumeMiningResponse`.
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub struct ResumeMiningResponse {
-        /// It was mining already.
-        #[prost(bool, tag = "1")]
-        pub already_mining: bool,
-    }
-
-    /// `braiins.bos.v1.GetTunerStateRequest`: no fields.
-    pub type GetTunerStateRequest = Empty;
-
-    /// `braiins.bos.v1.PowerTargetProfile` (subset).
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub struct PowerTargetProfile {
-        /// Tuned target.
-        #[prost(message, optional, tag = "2")]
-        pub target: Option<Power>,
-        /// Measured hashrate.
-        #[prost(message, optional, tag = "3")]
-        pub measured_hashrate: Option<GigaHashrate>,
-        /// Estimated consumption.
-        #[prost(message, optional, tag = "4")]
-        pub estimated_power_consumption: Option<Power>,
-    }
-
-    /// `braiins.bos.v1.PowerTargetModeState`.
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub struct PowerTargetModeState {
-        /// Profile in use.
-        #[prost(message, optional, tag = "1")]
-        pub profile: Option<PowerTargetProfile>,
-        /// Current target.
-        #[prost(message, optional, tag = "2")]
-        pub current_target: Option<Power>,
-    }
-
-    /// `braiins.bos.v1.TunerState`: STABLE.
-    pub const TUNER_STATE_STABLE: i32 = 2;
-    /// `TUNER_STATE_TUNING`.
-    pub const TUNER_STATE_TUNING: i32 = 3;
-
-    /// `braiins.bos.v1.GetTunerStateResponse` (the power-target arm of its `mode_state` oneof,
-    /// which is wire-identical to this optional field).
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub struct GetTunerStateResponse {
-        /// `TunerState`.
-        #[prost(int32, tag = "1")]
-        pub overall_tuner_state: i32,
-        /// Power-target mode state.
-        #[prost(message, optional, tag = "2")]
-        pub power_target_mode_state: Option<PowerTargetModeState>,
-    }
-}
-
-use proto::*;
 
 /// What differs between miners (data, not code).
 #[derive(Debug, Clone, Copy)]
@@ -493,6 +132,36 @@ impl Device {
 }
 
 impl Device {
+    fn new(model: &'static Model, opts: &EmulatorOptions, now: f64) -> Self {
+        let params = Params {
+            ramp: Ramp::Linear {
+                w_per_s: model.ramp_w_per_s,
+            },
+            tau_temp_s: TAU_TEMP_S,
+            chip_c_per_w: model.chip_c_per_w,
+            board_c_per_w: model.board_c_per_w,
+            idle_w: model.idle_w,
+        };
+        let w = model.default_w as f64;
+        Device {
+            model,
+            phys: Physics::settled(
+                params,
+                now,
+                opts.ambient_celsius,
+                w,
+                model.ths_at_default * 1000.0,
+            ),
+            target_w: model.default_w,
+            paused: false,
+            hot: false,
+            boot_s: now,
+            sessions: HashMap::new(),
+            username: opts.username.clone(),
+            password: opts.password.clone(),
+        }
+    }
+
     /// Checks a raw session token and refreshes its session.
     fn authorize(&mut self, token: &str, now: f64) -> Result<(), Status> {
         self.sessions.retain(|_, last| now - *last <= SESSION_S);
@@ -564,7 +233,8 @@ impl model::Device for Device {
     }
 
     fn overheat_heat_c(&self) -> f64 {
-        70.0
+        // Enough to pass the dangerous temperature even at the lowest power target.
+        95.0
     }
 }
 
@@ -754,33 +424,7 @@ pub(crate) fn build(opts: &EmulatorOptions, shared: Arc<Shared>) -> Result<Serve
         opts.model.as_deref(),
     )?;
     let now = shared.clock.now_s();
-    let params = Params {
-        ramp: Ramp::Linear {
-            w_per_s: model.ramp_w_per_s,
-        },
-        tau_temp_s: TAU_TEMP_S,
-        chip_c_per_w: model.chip_c_per_w,
-        board_c_per_w: model.board_c_per_w,
-        idle_w: model.idle_w,
-    };
-    let w = model.default_w as f64;
-    let dev = Device {
-        model,
-        phys: Physics::settled(
-            params,
-            now,
-            opts.ambient_celsius,
-            w,
-            model.ths_at_default * 1000.0,
-        ),
-        target_w: model.default_w,
-        paused: false,
-        hot: false,
-        boot_s: now,
-        sessions: HashMap::new(),
-        username: opts.username.clone(),
-        password: opts.password.clone(),
-    };
+    let dev = Device::new(model, opts, now);
     let b = Arc::new(Braiins::new(shared, dev));
     let serving = b.clone();
     Ok(Server {
@@ -799,7 +443,6 @@ pub fn describe(key: Option<&str>) -> Result<String, EmulateError> {
 }
 
 async fn serve(b: Arc<Braiins>, mut stream: TcpStream, fault: Fault) {
-    net::slow(fault).await;
     match fault {
         Fault::Garbage => return net::write_garbage(&mut stream).await,
         Fault::Oversized => return net::write_oversized(&mut stream, b"", 0xff).await,
@@ -809,7 +452,15 @@ async fn serve(b: Arc<Braiins>, mut stream: TcpStream, fault: Fault) {
     }
     let svc = hyper::service::service_fn(move |req| {
         let b = b.clone();
-        async move { Ok::<_, Infallible>(route(b, req, fault).await) }
+        async move {
+            // Faults set while the channel is open act on its next call.
+            let fault = b.shared.fault();
+            if net::breaks_the_wire(fault) {
+                return Err(net::Dropped);
+            }
+            net::slow(fault).await;
+            Ok(route(b, req, fault).await)
+        }
     });
     let conn = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
         .max_header_list_size(16 * 1024)
@@ -837,14 +488,20 @@ where
     }
 }
 
+/// A message the server decodes.
+trait Decoded: prost::Message + Default + Send + 'static {}
+impl<T: prost::Message + Default + Send + 'static> Decoded for T {}
+
+/// A message the server encodes.
+trait Encoded: prost::Message + Send + 'static {}
+impl<T: prost::Message + Send + 'static> Encoded for T {}
+
 /// Decodes `Req`, runs `f`, encodes its answer (messages are capped at tonic's 4 MiB default).
-async fn unary<Req, Resp, F>(
+async fn unary<Req: Decoded, Resp: Encoded, F>(
     req: hyper::Request<Incoming>,
     f: F,
 ) -> hyper::Response<tonic::body::Body>
 where
-    Req: prost::Message + Default + Send + 'static,
-    Resp: prost::Message + Send + 'static,
     F: FnOnce(tonic::Request<Req>) -> Result<tonic::Response<Resp>, Status> + Send,
 {
     let mut grpc = Grpc::new(ProstCodec::<Resp, Req>::default());
@@ -852,14 +509,12 @@ where
 }
 
 /// Runs `f` after checking the session token.
-async fn authed<Req, Resp, F>(
+async fn authed<Req: Decoded, Resp: Encoded, F>(
     b: Arc<Braiins>,
     req: hyper::Request<Incoming>,
     f: F,
 ) -> hyper::Response<tonic::body::Body>
 where
-    Req: prost::Message + Default + Send + 'static,
-    Resp: prost::Message + Send + 'static,
     F: FnOnce(&Braiins, Req) -> Result<Resp, Status> + Send,
 {
     unary(req, move |r: tonic::Request<Req>| {
@@ -947,5 +602,61 @@ async fn route(
             .await
         }
         _ => Status::unimplemented(format!("{path} is not emulated")).into_http(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn device() -> Device {
+        let opts = EmulatorOptions::new(crate::clock::Clock::starting_at(0.0, 0, 1.0));
+        Device::new(&MODELS[0], &opts, 0.0)
+    }
+
+    #[test]
+    fn sessions_need_the_credentials_and_end_after_an_hour_idle() {
+        let mut d = device();
+        assert!(
+            d.login("root", "root", 0.0).is_err(),
+            "the default password is empty"
+        );
+        let t = d.login("root", "", 0.0).unwrap();
+        assert_eq!(t.len(), 16);
+        assert!(d.authorize(&t, 3000.0).is_ok());
+        // Use refreshes it: 3000 + 3600 is still within.
+        assert!(d.authorize(&t, 6500.0).is_ok());
+        assert!(d.authorize(&t, 6500.0 + SESSION_S + 1.0).is_err());
+        assert!(d.authorize("nope", 0.0).is_err());
+    }
+
+    #[test]
+    fn overheat_stops_mining_even_at_the_lowest_target_until_it_cools() {
+        use crate::emulate::model::{sync, Device as _};
+        let mut d = device();
+        d.target_w = d.model.min_w;
+        d.retarget();
+        sync(&mut d, 3600.0);
+        assert!(!d.hot);
+        let heat = d.overheat_heat_c();
+        d.physics().set_extra_heat(heat);
+        sync(&mut d, 7200.0);
+        assert!(d.hot, "chip {}", d.phys.chip_c());
+        assert!((d.phys.power_w() - d.model.idle_w).abs() < 1.0);
+        d.physics().set_extra_heat(0.0);
+        sync(&mut d, 10800.0);
+        assert!(!d.hot);
+        assert!((d.phys.power_w() - d.model.min_w as f64).abs() < 1.0);
+    }
+
+    #[test]
+    fn sessions_are_capped() {
+        let mut d = device();
+        let first = d.login("root", "", 0.0).unwrap();
+        for i in 0..MAX_SESSIONS {
+            d.login("root", "", 1.0 + i as f64).unwrap();
+        }
+        assert_eq!(d.sessions.len(), MAX_SESSIONS);
+        assert!(d.authorize(&first, 100.0).is_err(), "the oldest went first");
     }
 }

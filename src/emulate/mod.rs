@@ -11,7 +11,9 @@
 
 pub mod avalon;
 pub mod axeos;
+pub mod bos_proto;
 pub mod braiins;
+mod cgminer;
 mod model;
 mod net;
 
@@ -163,7 +165,8 @@ pub struct EmulatorState {
     pub paused: bool,
     /// In the device's own over-temperature protection.
     pub overheated: bool,
-    /// Settings writes to flash so far (AxeOS PATCH).
+    /// Settings writes to flash so far (AxeOS: each accepted PATCH, and the overheat
+    /// protection's own write).
     pub flash_writes: u64,
     /// Schedule time of this snapshot.
     pub at_s: f64,
@@ -299,7 +302,7 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// A running emulator.
+/// A running emulator. Dropping it stops it too, without waiting.
 pub struct EmulatorHandle {
     addr: SocketAddr,
     shared: Arc<Shared>,

@@ -46,8 +46,9 @@ impl Watch {
 
 /// Advances `d` to `now`, letting its protection act wherever its condition holds on the way.
 pub(crate) fn sync<D: Device + ?Sized>(d: &mut D, now_s: f64) {
-    // A protection's reaction changes what it watches; a few rounds cover any sane device.
-    for _ in 0..16 {
+    // A reaction changes what the protection watches, so each round ends at the next event; a
+    // device cycling on its protection (a hot room) goes through a round per trip or recovery.
+    for _ in 0..256 {
         let watch = d.watch();
         if !d.physics().advance(now_s, |p| watch.holds(p)) {
             return;

@@ -77,6 +77,23 @@ pub(crate) async fn accept_loop(
     }
 }
 
+/// Whether a fault acts on the connection itself (so an open HTTP connection is dropped and the
+/// next one meets it), rather than on one request.
+pub(crate) fn breaks_the_wire(f: Fault) -> bool {
+    matches!(
+        f,
+        Fault::Refuse | Fault::Garbage | Fault::Truncated | Fault::Oversized
+    )
+}
+
+/// A request's connection dropped by a fault set while it was open.
+#[derive(Debug, thiserror::Error)]
+#[error("connection dropped by an emulated fault")]
+pub(crate) struct Dropped;
+
+/// Real seconds an HTTP client has to send a request's headers.
+pub(crate) const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Waits out a [`Fault::Slow`] (real seconds); returns at once for any other fault.
 pub(crate) async fn slow(fault: Fault) {
     if let Fault::Slow(s) = fault {
