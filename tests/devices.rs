@@ -2,6 +2,8 @@
 //! telemetry, change the setting, rate limits and the dead-man, faults and quirks. The drivers
 //! (`hearth::devices`) and the emulators (`hearth::emulate`) share no parsing code.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -384,4 +386,120 @@ async fn braiins_logs_in_sets_power_targets_and_pauses() {
     d.wait("stopped", |s| s.setting == Some(Setting::Stop))
         .await;
     e.shutdown().await;
+}
+
+/// `hearth emulate KIND` as a child; returns it (killed on drop) and its address.
+fn emulate_child(kind: &str) -> (common::serve::Daemon, String) {
+    use std::io::BufRead;
+    let mut child = common::bin::hearth()
+        .args(["emulate", kind, "--listen", "127.0.0.1:0", "--speed", "30"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let out = child.stdout.take().unwrap();
+    let first = std::io::BufReader::new(out)
+        .lines()
+        .next()
+        .unwrap()
+        .unwrap();
+    let addr = first
+        .strip_prefix("listening on ")
+        .and_then(|r| r.split(' ').next())
+        .unwrap_or_else(|| panic!("{first}"))
+        .to_string();
+    (common::serve::Daemon(child), addr)
+}
+
+/// The CLI end to end: `devices probe` names each emulated device, and a `hearth serve` driving an
+/// emulated Avalon lists it in `devices` and `status`, measured.
+#[test]
+fn cli_probes_devices_and_lists_the_fleet() {
+    use common::bin::{free_addr, hearth, json_of, ok};
+    let mut emulators = Vec::new();
+    for (kind, model) in [("avalon", "Nano"), ("axeos", "BM1370"), ("braiins", "")] {
+        let (child, addr) = emulate_child(kind);
+        let v = json_of(hearth().args(["devices", "probe", &addr, "--json"]));
+        assert_eq!(v["kind"], kind, "{v}");
+        assert!(v["model"].as_str().unwrap().contains(model), "{v}");
+        assert!(!v["summary"].as_str().unwrap().is_empty(), "{v}");
+        emulators.push((child, addr));
+    }
+    // Nothing listening: a one-line error naming each API tried.
+    let nobody = free_addr();
+    let out = hearth()
+        .args(["devices", "probe", &nobody, "--timeout", "1"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("avalon") && err.contains("axeos") && err.contains("braiins"),
+        "{err}"
+    );
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("hearth.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[gpu]\nenabled = false\n[[mining.devices]]\nkind = \"avalon\"\naddress = \"{}\"\nname = \"den\"\npoll_seconds = 5\n",
+            emulators[0].1
+        ),
+    )
+    .unwrap();
+    let addr = free_addr();
+    let url = format!("http://{addr}");
+    let _daemon = common::serve::Daemon(
+        common::serve::serve("30", &addr, dir.path(), &free_addr())
+            .arg("--config")
+            .arg(&cfg)
+            .spawn()
+            .unwrap(),
+    );
+    let cli = |args: &[&str]| {
+        hearth()
+            .args(args)
+            .args(["--addr", &url, "--data-dir"])
+            .arg(dir.path())
+            .output()
+            .unwrap()
+    };
+    let t0 = std::time::Instant::now();
+    let devices = loop {
+        let out = cli(&["devices", "--json"]);
+        if out.status.success() {
+            let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+            if v[0]["watts"].is_number() {
+                break v;
+            }
+        }
+        assert!(
+            t0.elapsed().as_secs() < 60,
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let d = &devices[0];
+    assert_eq!(d["name"], "den");
+    assert_eq!(d["kind"], "avalon");
+    assert_eq!(d["power_source"], "measured");
+    assert!(d["model"].as_str().unwrap().contains("Nano"), "{d}");
+    assert!(
+        d["temperatures"].as_array().is_some_and(|t| !t.is_empty()),
+        "{d}"
+    );
+    let table = ok(&cli(&["devices"]));
+    assert!(
+        table.contains("den") && table.contains("avalon") && table.contains("meas"),
+        "{table}"
+    );
+    let status = ok(&cli(&["status"]));
+    assert!(status.contains("device den"), "{status}");
+    assert!(
+        status.contains("asic") && status.contains("(measured)"),
+        "{status}"
+    );
 }
