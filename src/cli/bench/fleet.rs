@@ -239,7 +239,7 @@ async fn scenario(s: Scenario, hours: f64, speed: f64) -> Result<Figures> {
         let hold = after[i..].iter().take_while(|y| y.0 <= x.0 + 300.0);
         let ok =
             hold.clone().all(|y| within(y)) && after.last().is_some_and(|l| l.0 >= x.0 + 300.0);
-        ok.then(|| x.0 - step_at)
+        ok.then_some(x.0 - step_at)
     });
     let before: Vec<f64> = samples
         .iter()
