@@ -825,6 +825,29 @@ mod tests {
             ..Default::default()
         });
         s.sched.market_headroom_watts = 250.0;
+        let mut den = crate::mining::fleet::device::DeviceStatus::starting(
+            "den",
+            "avalon",
+            "127.0.0.1:4028",
+            PowerSource::Measured,
+        );
+        den.state = crate::mining::fleet::device::DeviceState::Calibrating;
+        den.watts = Some(138.0);
+        den.temperatures = vec![crate::mining::fleet::device::Temperature {
+            sensor: "chip max".into(),
+            celsius: 71.5,
+        }];
+        den.hashes_per_second = 6e12;
+        den.commands_sent = 3;
+        s.fleet = Some(crate::mining::fleet::FleetStatus {
+            target_watts: 140.0,
+            devices: vec![crate::mining::fleet::DeviceReport {
+                status: den,
+                commanded: None,
+                energy_kwh: 0.5,
+                telemetry_age_seconds: Some(4.0),
+            }],
+        });
         let figures = StoreFigures {
             by_state: JobState::ALL.iter().map(|&st| (st, 0)).collect(),
             excluded: vec![5],
@@ -860,6 +883,23 @@ mod tests {
         }
         let v = parse(&text);
         assert_eq!(v["hearth_setpoint_celsius"], 21.0);
+        assert_eq!(
+            v["hearth_device_power_watts{device=\"den\",kind=\"avalon\",source=\"measured\"}"],
+            138.0
+        );
+        assert_eq!(
+            v["hearth_device_state{device=\"den\",state=\"calibrating\"}"],
+            1.0
+        );
+        assert_eq!(v["hearth_device_state{device=\"den\",state=\"ok\"}"], 0.0);
+        assert_eq!(
+            v["hearth_device_energy_joules_total{device=\"den\"}"],
+            1.8e6
+        );
+        assert_eq!(
+            v["hearth_device_temperature_celsius{device=\"den\",sensor=\"chip max\"}"],
+            71.5
+        );
         assert_eq!(v["hearth_outdoor_temperature_celsius"], -3.25);
         assert_eq!(v["hearth_heat_budget_watts"], 812.5);
         assert_eq!(v["hearth_hashrate_hashes_per_second"], 2.5e6);

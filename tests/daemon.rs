@@ -167,6 +167,7 @@ async fn hot_chip_reported_by_an_engine_forces_zero() {
         chip: "asic0".into(),
         celsius: 96.0,
         limit_celsius: 90.0,
+        at_s: None,
     });
     advance(2.0).await;
     let s = status(&d);

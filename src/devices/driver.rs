@@ -255,6 +255,7 @@ impl<P: Protocol> Task<P> {
                         // The fleet rests a device at its chip limit; past the margin its own
                         // protection has failed, and the heater trips.
                         limit_celsius: tel.chip_limit_celsius + CHIP_TRIP_MARGIN_KELVIN,
+                        at_s: Some(self.ctx.clock.now_s()),
                     });
                 }
                 if self.last_error.take().is_some() {

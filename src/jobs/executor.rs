@@ -28,12 +28,13 @@ use crate::sched::accounting::{Accounts, JobAccount, MiningAccount};
 use crate::sched::scheduler::{JobUsage, QueueSummary, RunningJob};
 
 /// Names of the running totals in the store.
-const TOTALS: [&str; 5] = [
+const TOTALS: [&str; 6] = [
     "mining_joules",
     "mining_shares",
     "mining_accepted_work",
     "mining_earned",
     "resistive_joules",
+    "mining_measured_joules",
 ];
 
 /// Runs `f` on the blocking pool with the store (store calls never run on a tokio worker).
@@ -63,6 +64,7 @@ pub fn load_accounts(store: &JobStore) -> Result<Accounts, StoreError> {
             shares: get(TOTALS[1]) as u64,
             accepted_work: get(TOTALS[2]),
             earned: get(TOTALS[3]),
+            measured_joules: get(TOTALS[5]),
         },
         resistive_joules: get(TOTALS[4]),
     })
@@ -573,6 +575,7 @@ impl Executor {
             m.accepted_work,
             m.earned,
             accounts.resistive_joules,
+            m.measured_joules,
         ];
         let r = blocking(&self.store, move |s| {
             for (id, (g, j, e)) in deltas {

@@ -23,6 +23,10 @@ pub struct JobAccount {
 pub struct MiningAccount {
     /// Energy, J.
     pub joules: f64,
+    /// The part of `joules` integrated from measured power (real miners' own meters), J; the
+    /// rest is modelled (the software ASIC).
+    #[serde(default)]
+    pub measured_joules: f64,
     /// Accepted shares.
     pub shares: u64,
     /// Accepted work, in difficulty-1 shares.
@@ -49,6 +53,8 @@ pub struct Sample {
     pub at_s: f64,
     /// ASIC power, W.
     pub asic_watts: f64,
+    /// Whether `asic_watts` was measured (else modelled).
+    pub asic_measured: bool,
     /// GPU power, W, and the job it ran for (None: idle power, charged to no job).
     pub gpu_watts: f64,
     /// The job on the GPU, with its lease price per GPU-second.
@@ -98,7 +104,11 @@ impl Accountant {
             let dt = s.at_s - prev.at_s;
             if dt > 0.0 && dt <= self.max_gap_seconds {
                 let trap = |a: f64, b: f64| 0.5 * (a + b) * dt;
-                a.mining.joules += trap(prev.asic_watts, s.asic_watts);
+                let mining = trap(prev.asic_watts, s.asic_watts);
+                a.mining.joules += mining;
+                if s.asic_measured && prev.asic_measured {
+                    a.mining.measured_joules += mining;
+                }
                 a.resistive_joules += trap(prev.resistive_watts, s.resistive_watts);
                 // GPU energy goes to the job that ran through the interval.
                 if let (Some((id, _)), Some((pid, _))) = (s.gpu_job, prev.gpu_job) {
@@ -123,6 +133,7 @@ mod tests {
             acc.record(Sample {
                 at_s: t as f64,
                 asic_watts: 100.0 + 10.0 * t as f64,
+                asic_measured: t >= 5,
                 gpu_watts: 200.0,
                 gpu_job: Some((7, 0.5)),
                 gpu_busy_seconds: if t == 0 { 0.0 } else { 0.8 },
@@ -133,6 +144,8 @@ mod tests {
         let a = &acc.accounts;
         // ∫ 100 + 10t dt over 0..10 = 1000 + 500, exact for a linear ramp.
         assert!((a.mining.joules - 1500.0).abs() < 1e-9);
+        // Measured from t = 5 on: ∫ 100 + 10t dt over 5..10 = 500 + 375.
+        assert!((a.mining.measured_joules - 875.0).abs() < 1e-9);
         assert_eq!(a.mining.shares, 11);
         assert!((a.mining.earned - 11.0 * 0.25 * 2.0).abs() < 1e-12);
         assert!((a.resistive_joules - 500.0).abs() < 1e-9);
@@ -147,6 +160,7 @@ mod tests {
         let s = |at, job| Sample {
             at_s: at,
             asic_watts: 100.0,
+            asic_measured: false,
             gpu_watts: 200.0,
             gpu_job: job,
             ..Sample::default()

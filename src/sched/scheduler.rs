@@ -14,7 +14,7 @@ use serde::Serialize;
 
 use super::accounting::{Accountant, Accounts, Sample};
 use super::allocator::{Allocation, Allocator, Envelope, Hysteresis, Inputs, Mix, Preferred};
-use super::workload::Workload;
+use super::workload::{Source, Workload};
 use crate::power::PowerTarget;
 
 /// The shares a pool accepted since the mining engine started: all the scheduler knows of
@@ -107,6 +107,8 @@ impl Default for Targets {
 pub struct PowerSplit {
     /// The hashing board.
     pub asic: f64,
+    /// Whether the hashing board's figure is measured (every device of the fleet meters itself).
+    pub asic_measured: bool,
     /// The GPU.
     pub gpu: f64,
     /// The resistive element.
@@ -257,13 +259,14 @@ impl Scheduler {
 
         let actual_of =
             |x: &Option<Arc<dyn Workload>>| x.as_ref().map_or(0.0, |x| x.actual_watts().0);
-        let (asic, gpu, resistive) = (
-            actual_of(&w.asic),
-            actual_of(&w.gpu),
-            actual_of(&w.resistive),
-        );
+        let (asic, asic_source) = w
+            .asic
+            .as_ref()
+            .map_or((0.0, Source::Modelled), |a| a.actual_watts());
+        let (gpu, resistive) = (actual_of(&w.gpu), actual_of(&w.resistive));
         let actual = PowerSplit {
             asic,
+            asic_measured: asic_source == Source::Measured,
             gpu,
             resistive,
             total: asic + gpu + resistive,
@@ -310,6 +313,7 @@ impl Scheduler {
         self.accountant.record(Sample {
             at_s: now_s,
             asic_watts: actual.asic,
+            asic_measured: actual.asic_measured,
             gpu_watts: actual.gpu,
             // Energy only: GPU-seconds and earnings are the executor's exact count.
             gpu_job: queue.running.map(|r| (r.job, 0.0)),

@@ -89,6 +89,10 @@ pub struct ChipReading {
     pub celsius: f64,
     /// The temperature it must stay below, °C.
     pub limit_celsius: f64,
+    /// When it was read (schedule seconds), for readings polled from a device; `None` for a
+    /// model reported continuously in-process. A stale hot reading still trips: it is no
+    /// evidence that the chip has cooled.
+    pub at_s: Option<f64>,
 }
 
 /// Where engines report chip temperatures; the supervisor reads the latest of each.
@@ -194,8 +198,14 @@ impl Supervisor {
             found.push((
                 TripKind::ChipOverTemperature,
                 format!(
-                    "chip {} at {:.1} °C is above its limit {} °C",
-                    hot.chip, hot.celsius, hot.limit_celsius
+                    "chip {} at {:.1} °C is above its limit {} °C{}",
+                    hot.chip,
+                    hot.celsius,
+                    hot.limit_celsius,
+                    hot.at_s.map_or(String::new(), |at| format!(
+                        " (read {:.0} s ago)",
+                        (inp.now_s - at).max(0.0)
+                    ))
                 ),
             ));
         }
@@ -346,6 +356,7 @@ mod tests {
             chip: "asic0".into(),
             celsius: 70.0,
             limit_celsius: 85.0,
+            at_s: None,
         });
         let mut inp = inputs(0.0, reading(21.0, 0.0));
         inp.chips = chips.snapshot();
@@ -354,6 +365,7 @@ mod tests {
             chip: "asic0".into(),
             celsius: 91.0,
             limit_celsius: 85.0,
+            at_s: Some(0.0),
         });
         inp.now_s = 1.0;
         inp.room = reading(21.0, 1.0);
@@ -362,6 +374,11 @@ mod tests {
         assert!(v.tripped);
         assert_eq!(v.trips[0].kind, TripKind::ChipOverTemperature);
         assert!(v.trips[0].reason.contains("asic0"));
+        assert!(
+            v.trips[0].reason.contains("read 1 s ago"),
+            "{}",
+            v.trips[0].reason
+        );
     }
 
     #[test]

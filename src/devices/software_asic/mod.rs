@@ -546,6 +546,7 @@ fn record_slice(
             chip: format!("asic{chip}"),
             celsius,
             limit_celsius: cfg.chip_limit_celsius,
+            at_s: None,
         });
     }
 }
