@@ -111,6 +111,7 @@ async fn serve_mines_against_the_embedded_pool_and_fails_cold_on_a_trip() {
         chip: "gpu0".into(),
         celsius: 99.0,
         limit_celsius: 90.0,
+        at_s: None,
     });
     let s = wait_for(&mut rx, "every workload off", |s| {
         s.budget_watts == 0.0

@@ -248,6 +248,7 @@ async fn scraped_metrics_match_the_status_snapshots() {
         chip: "gpu0".into(),
         celsius: 99.0,
         limit_celsius: 90.0,
+        at_s: None,
     });
     let m = scrape_until(port, "the chip trip", |m| {
         m.values
