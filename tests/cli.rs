@@ -394,19 +394,7 @@ fn cli_commands_drive_a_running_daemon_and_sigterm_ends_open_streams() {
             .unwrap()
     };
     // Wait until the API answers.
-    let t0 = std::time::Instant::now();
-    let status = loop {
-        let out = cli(&["status", "--json"]);
-        if out.status.success() {
-            break serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap();
-        }
-        assert!(
-            t0.elapsed().as_secs() < 60,
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    };
+    let status = common::bin::json_when(|| cli(&["status", "--json"]), |_| true);
     assert!(status["budget_watts"].is_number() && status["power"].as_array().unwrap().len() == 3);
     let out = cli(&["mix", "pin", "--asic", "30", "--gpu", "70", "--json"]);
     let mix: serde_json::Value = serde_json::from_str(&ok(&out)).unwrap();

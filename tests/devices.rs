@@ -466,22 +466,10 @@ fn cli_probes_devices_and_lists_the_fleet() {
             .output()
             .unwrap()
     };
-    let t0 = std::time::Instant::now();
-    let devices = loop {
-        let out = cli(&["devices", "--json"]);
-        if out.status.success() {
-            let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-            if v[0]["watts"].is_number() {
-                break v;
-            }
-        }
-        assert!(
-            t0.elapsed().as_secs() < 60,
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    };
+    let devices = common::bin::json_when(
+        || cli(&["devices", "--json"]),
+        |v| v[0]["watts"].is_number(),
+    );
     let d = &devices[0];
     assert_eq!(d["name"], "den");
     assert_eq!(d["kind"], "avalon");

@@ -411,3 +411,28 @@ pub(crate) fn pick_model<'a, T>(
             known: table.iter().map(&key_of).collect::<Vec<_>>().join(", "),
         })
 }
+
+/// The small, well-insulated simulated room that `hearth bench fleet` and the fleet tests heat
+/// with emulated miners: about 240 W holds 21 °C against a steady 1 °C outdoors (UA 12 W/K,
+/// C 3e5 J/K, starting at 20.5 °C); the controller is told the room, the heat budget is at most
+/// 300 W (what two Nano 3S and a Bitaxe can draw), no GPU and no element.
+pub fn small_room(cfg: &mut crate::config::Config, speed: f64) {
+    use crate::thermal::room::{OutdoorProfile, RoomParams};
+    cfg.simulation.speed = speed;
+    cfg.simulation.initial_celsius = 20.5;
+    cfg.simulation.room = RoomParams {
+        ua_watts_per_kelvin: 12.0,
+        capacity_joules_per_kelvin: 3e5,
+        wall: None,
+    };
+    cfg.simulation.outdoor = OutdoorProfile::Sine {
+        mean_celsius: 1.0,
+        amplitude_kelvin: 0.0,
+        coldest_hour: 5.0,
+    };
+    cfg.model.ua_watts_per_kelvin = 12.0;
+    cfg.model.capacity_joules_per_kelvin = 3e5;
+    cfg.heater.max_watts = 300.0;
+    cfg.heater.resistive.max_watts = 0.0;
+    cfg.gpu.enabled = false;
+}

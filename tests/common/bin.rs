@@ -53,3 +53,28 @@ pub fn sha256_line(text: &str) -> String {
         .unwrap_or_else(|| panic!("no digest in {text}"))
         .to_string()
 }
+
+/// Runs `cli()` every 100 ms until it succeeds with JSON that `accept` takes (up to 60 s, e.g.
+/// while a daemon starts); returns that JSON.
+pub fn json_when(
+    cli: impl Fn() -> Output,
+    accept: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let t0 = std::time::Instant::now();
+    loop {
+        let out = cli();
+        if out.status.success() {
+            if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&out.stdout) {
+                if accept(&v) {
+                    return v;
+                }
+            }
+        }
+        assert!(
+            t0.elapsed().as_secs() < 60,
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}

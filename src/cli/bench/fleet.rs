@@ -16,7 +16,6 @@ use hearth::clock::Clock;
 use hearth::config::Config;
 use hearth::devices::config::{DeviceConfig, DeviceKind};
 use hearth::emulate::{self, EmulatorHandle, EmulatorKind, EmulatorOptions};
-use hearth::thermal::room::{OutdoorProfile, RoomParams};
 use hearth::thermal::schedule::Override;
 
 use crate::cli::client::rt;
@@ -129,27 +128,11 @@ fn print(f: &Figures, baseline: Option<&Figures>) {
     }
 }
 
-/// The bench's room: small and well insulated, so that ~240 W holds 21 °C against 1 °C outside.
+/// The bench's daemon: the small room of the fleet tests, and a one-chip software ASIC that can
+/// draw the whole 300 W budget.
 fn config(data_dir: &std::path::Path, speed: f64) -> Config {
     let mut cfg = Config::default();
-    cfg.simulation.speed = speed;
-    cfg.simulation.initial_celsius = 20.5;
-    cfg.simulation.room = RoomParams {
-        ua_watts_per_kelvin: 12.0,
-        capacity_joules_per_kelvin: 3e5,
-        wall: None,
-    };
-    cfg.simulation.outdoor = OutdoorProfile::Sine {
-        mean_celsius: 1.0,
-        amplitude_kelvin: 0.0,
-        coldest_hour: 5.0,
-    };
-    // The controller knows the room (as an owner's config, or the estimator, would).
-    cfg.model.ua_watts_per_kelvin = 12.0;
-    cfg.model.capacity_joules_per_kelvin = 3e5;
-    cfg.heater.max_watts = 300.0;
-    cfg.heater.resistive.max_watts = 0.0;
-    cfg.gpu.enabled = false;
+    emulate::small_room(&mut cfg, speed);
     cfg.mining.asic.chips = 1;
     cfg.mining.asic.max_watts = 320.0;
     cfg.jobs.data_dir = Some(data_dir.to_path_buf());
