@@ -470,6 +470,39 @@ pub fn set_path(root: &mut toml::Table, path: &[String], raw: &str) -> Result<()
     Ok(())
 }
 
+/// `user` laid over the serialized defaults of `T`, so that a partial section (an override of one
+/// key, from a file, `--set` or the environment) keeps the defaults of its siblings. Tables merge
+/// key by key; a table whose serde tag (`kind` or `mode`) differs from the default's replaces it
+/// whole (a different variant shares none of its fields); anything else replaces.
+pub fn over_defaults<T: Serialize + Default>(user: toml::Table) -> toml::Table {
+    let mut base = toml::Table::try_from(T::default()).unwrap_or_default();
+    merge_tables(&mut base, user);
+    base
+}
+
+fn merge_tables(base: &mut toml::Table, over: toml::Table) {
+    for (k, v) in over {
+        match (base.get_mut(&k), v) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(o)) if same_variant(b, &o) => {
+                merge_tables(b, o)
+            }
+            (_, v) => {
+                base.insert(k, v);
+            }
+        }
+    }
+}
+
+/// Whether `over` names no other serde variant than `base` (no tag, or the same tag).
+fn same_variant(base: &toml::Table, over: &toml::Table) -> bool {
+    ["kind", "mode"]
+        .iter()
+        .all(|tag| match (base.get(*tag), over.get(*tag)) {
+            (Some(a), Some(b)) => a == b,
+            _ => true,
+        })
+}
+
 /// Applies `key.path=value` overrides (from `--set` flags) to a TOML table.
 pub fn apply_assignments(table: &mut toml::Table, sets: &[String]) -> Result<(), ConfigError> {
     for s in sets {
@@ -492,7 +525,7 @@ impl Config {
         file: Option<&Path>,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Self, ConfigError> {
-        let (mut table, origin, base_dir) = match file {
+        let (table, origin, base_dir) = match file {
             Some(p) => {
                 let text = std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
                     path: p.display().to_string(),
@@ -509,6 +542,7 @@ impl Config {
             }
             None => (toml::Table::new(), "defaults".to_string(), PathBuf::new()),
         };
+        let mut table = over_defaults::<Config>(table);
         let mut from_env = false;
         for (name, value) in env {
             let Some(rest) = name.strip_prefix("HEARTH_") else {
@@ -825,6 +859,31 @@ impl Config {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn partial_sections_keep_their_defaults_and_other_variants_replace_them() {
+        // One key of a tagged section: the rest of the default variant stays.
+        let env = [(
+            "HEARTH_SIMULATION__OUTDOOR__MEAN_CELSIUS".to_string(),
+            "-5".to_string(),
+        )];
+        let cfg = Config::load(None, env).unwrap();
+        match cfg.simulation.outdoor {
+            crate::thermal::room::OutdoorProfile::Sine {
+                mean_celsius,
+                amplitude_kelvin,
+                ..
+            } => assert_eq!((mean_celsius, amplitude_kelvin), (-5.0, 5.0)),
+            other => panic!("{other:?}"),
+        }
+        // Another variant replaces the default one whole.
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.toml");
+        std::fs::write(&p, "[sensors.outdoor]\nkind = \"fixed\"\ncelsius = 3.0\n").unwrap();
+        let cfg = Config::load(Some(&p), []).unwrap();
+        assert!(matches!(cfg.sensors.outdoor, SourceConfig::Fixed { celsius } if celsius == 3.0));
+    }
+
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {

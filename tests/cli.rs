@@ -154,6 +154,26 @@ fn simulate_rejects_bad_parameters_clearly() {
     assert!(String::from_utf8_lossy(&out.stderr).contains(".svg or .png"));
 }
 
+/// A nested `--set` changes one key and keeps its section's other defaults (README shows
+/// `--set outdoor.mean_celsius=-5`); a colder outdoor costs more energy.
+#[test]
+fn simulate_nested_set_merges_into_the_defaults() {
+    let run = |extra: &[&str]| {
+        json_of(
+            hearth()
+                .args(["simulate", "--hours", "6", "--json"])
+                .args(extra),
+        )
+    };
+    let mild = run(&[]);
+    let cold = run(&["--set", "outdoor.mean_celsius=-5"]);
+    let energy =
+        |v: &serde_json::Value| v["controllers"][0]["kpis"]["energy_kwh"].as_f64().unwrap();
+    assert!(energy(&cold) > energy(&mild), "{cold} vs {mild}");
+    assert_eq!(cold["scenario"]["outdoor"]["mean_celsius"], -5.0);
+    assert_eq!(cold["scenario"]["outdoor"]["kind"], "sine");
+}
+
 const GENESIS: &str = "0100000000000000000000000000000000000000000000000000000000000000000000003ba3edfd7a7b12b27ac72c3e67768f617fc81bc3888a51323a9fb8aa4b1e5e4a29ab5f49ffff001d1dac2b7c";
 
 fn scan_json(args: &[&str]) -> serde_json::Value {

@@ -231,7 +231,7 @@ async fn avalon_refusing_a_switch_while_calibrating_is_reported_and_retried() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn avalon_garbage_truncated_oversized_and_refused_replies_give_clear_states() {
+async fn avalon_garbage_truncated_oversized_refused_and_slow_replies_give_clear_states() {
     let clock = clock();
     let e = emulator(EmulatorKind::Avalon, &clock, |_| {}).await;
     let d = drive(DeviceKind::Avalon, &e, &clock, |_| {});
@@ -241,6 +241,8 @@ async fn avalon_garbage_truncated_oversized_and_refused_replies_give_clear_state
         (Fault::Truncated, "bad reply"),
         (Fault::Oversized, "bad reply"),
         (Fault::Refuse, ""),
+        // Slower than the driver's 2 s timeout.
+        (Fault::Slow(3.0), "no answer within"),
     ] {
         e.set_fault(fault);
         let s = d

@@ -167,10 +167,13 @@ async fn failover_to_the_backup_then_back_to_the_primary() {
     .await;
     wait_for("shares on the primary", || pool_accepted(&primary) >= 3).await;
     let s = settle(&e).await;
-    assert_eq!(
-        s.shares.accepted,
-        pool_accepted(&primary) + pool_accepted(&backup),
-        "{s:?}"
+    // A share submitted on the backup just as the client returns to the primary may be accepted
+    // by the backup with its answer lost on the closed session: the client then counts it stale.
+    // So the pools accepted what the client saw accepted, plus at most its stale shares.
+    let pools = pool_accepted(&primary) + pool_accepted(&backup);
+    assert!(
+        s.shares.accepted <= pools && pools <= s.shares.accepted + s.shares.stale,
+        "pools accepted {pools}: {s:?}"
     );
     e.shutdown().await;
     primary.shutdown().await;
