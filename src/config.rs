@@ -470,37 +470,31 @@ pub fn set_path(root: &mut toml::Table, path: &[String], raw: &str) -> Result<()
     Ok(())
 }
 
-/// `user` laid over the serialized defaults of `T`, so that a partial section (an override of one
-/// key, from a file, `--set` or the environment) keeps the defaults of its siblings. Tables merge
-/// key by key; a table whose serde tag (`kind` or `mode`) differs from the default's replaces it
-/// whole (a different variant shares none of its fields); anything else replaces.
-pub fn over_defaults<T: Serialize + Default>(user: toml::Table) -> toml::Table {
-    let mut base = toml::Table::try_from(T::default()).unwrap_or_default();
-    merge_tables(&mut base, user);
-    base
+/// Completes the tagged sections of `user` that name no variant: a section given only some keys
+/// of a serde-tagged enum (`kind = …` or `mode = …`), as `--set outdoor.mean_celsius=-5` or
+/// `HEARTH_SIMULATION__OUTDOOR__MEAN_CELSIUS=-5` give, gets the tag and the other keys of `T`'s
+/// default variant, so it changes that one key. Untagged sections need nothing: serde fills
+/// their missing fields with defaults; a section naming its variant is left as written.
+pub fn fill_default_variants<T: Serialize + Default>(user: &mut toml::Table) {
+    let defaults = toml::Table::try_from(T::default()).unwrap_or_default();
+    fill_variants(user, &defaults);
 }
 
-fn merge_tables(base: &mut toml::Table, over: toml::Table) {
-    for (k, v) in over {
-        match (base.get_mut(&k), v) {
-            (Some(toml::Value::Table(b)), toml::Value::Table(o)) if same_variant(b, &o) => {
-                merge_tables(b, o)
-            }
-            (_, v) => {
-                base.insert(k, v);
+const TAGS: [&str; 2] = ["kind", "mode"];
+
+fn fill_variants(user: &mut toml::Table, defaults: &toml::Table) {
+    for (k, v) in user.iter_mut() {
+        let (toml::Value::Table(u), Some(toml::Value::Table(d))) = (v, defaults.get(k)) else {
+            continue;
+        };
+        let tagged = TAGS.iter().any(|t| d.contains_key(*t));
+        if tagged && !TAGS.iter().any(|t| u.contains_key(*t)) {
+            for (dk, dv) in d {
+                u.entry(dk.clone()).or_insert_with(|| dv.clone());
             }
         }
+        fill_variants(u, d);
     }
-}
-
-/// Whether `over` names no other serde variant than `base` (no tag, or the same tag).
-fn same_variant(base: &toml::Table, over: &toml::Table) -> bool {
-    ["kind", "mode"]
-        .iter()
-        .all(|tag| match (base.get(*tag), over.get(*tag)) {
-            (Some(a), Some(b)) => a == b,
-            _ => true,
-        })
 }
 
 /// Applies `key.path=value` overrides (from `--set` flags) to a TOML table.
@@ -525,7 +519,7 @@ impl Config {
         file: Option<&Path>,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Self, ConfigError> {
-        let (table, origin, base_dir) = match file {
+        let (mut table, origin, base_dir) = match file {
             Some(p) => {
                 let text = std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
                     path: p.display().to_string(),
@@ -542,7 +536,6 @@ impl Config {
             }
             None => (toml::Table::new(), "defaults".to_string(), PathBuf::new()),
         };
-        let mut table = over_defaults::<Config>(table);
         let mut from_env = false;
         for (name, value) in env {
             let Some(rest) = name.strip_prefix("HEARTH_") else {
@@ -558,6 +551,7 @@ impl Config {
             })?;
             from_env = true;
         }
+        fill_default_variants::<Config>(&mut table);
         let origin = if from_env {
             format!("{origin} + HEARTH_* environment")
         } else {

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
-use hearth::config::{apply_assignments, over_defaults};
+use hearth::config::{apply_assignments, fill_default_variants};
 use hearth::sim::{plot, split_plot, PolicyRun, RunResult, Scenario, WorkloadRuns};
 
 /// `hearth simulate` options.
@@ -46,7 +46,7 @@ pub struct SimulateArgs {
 }
 
 fn load_scenario(args: &SimulateArgs) -> Result<Scenario> {
-    let (table, base) = match &args.scenario {
+    let (mut table, base) = match &args.scenario {
         Some(p) => {
             let text = std::fs::read_to_string(p)
                 .with_context(|| format!("reading scenario {}", p.display()))?;
@@ -77,8 +77,8 @@ fn load_scenario(args: &SimulateArgs) -> Result<Scenario> {
         sets.push(format!("seed={s}"));
     }
     sets.extend(args.sets.iter().cloned());
-    let mut table = over_defaults::<Scenario>(table);
     apply_assignments(&mut table, &sets)?;
+    fill_default_variants::<Scenario>(&mut table);
     let mut scenario: Scenario = toml::Value::Table(table).try_into().context("scenario")?;
     scenario.outdoor.load(&base)?;
     scenario.compile_schedule()?;
