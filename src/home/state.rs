@@ -412,19 +412,24 @@ mod tests {
     #[test]
     fn a_commanded_pass_sends_only_what_commands_change() {
         let mut p = StatePublisher::new(Duration::from_secs(5), Duration::from_secs(60));
-        let v = BTreeMap::from([
-            ("climate/target", "22.0".to_string()),
-            ("sensor/power_total", "800".to_string()),
-        ]);
+        let t0 = Instant::now();
+        let v = |target: &str, power: &str| {
+            BTreeMap::from([
+                ("climate/target", target.to_string()),
+                ("sensor/power_total", power.to_string()),
+            ])
+        };
+        assert_eq!(p.pass(t0, v("21.0", "800"), |_, _| true), 2);
         let mut sent = Vec::new();
+        let n = p.pass_commanded(v("22.0", "810"), |t, _| {
+            sent.push(t.to_string());
+            true
+        });
+        assert_eq!((n, sent), (1, vec!["climate/target".to_string()]));
+        // The power waits for the next steady pass.
         assert_eq!(
-            p.pass_commanded(v.clone(), |t, _| {
-                sent.push(t.to_string());
-                true
-            }),
+            p.pass(t0 + Duration::from_secs(5), v("22.0", "810"), |_, _| true),
             1
         );
-        assert_eq!(sent, ["climate/target"]);
-        assert_eq!(p.pass(Instant::now(), v, |_, _| true), 1);
     }
 }
