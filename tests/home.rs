@@ -17,7 +17,7 @@ use hearth::home::{HomeHandle, HomeSetup};
 use hearth::sched::allocator::Mix;
 
 mod common;
-use common::bin::free_addr;
+use common::bin::{free_addr, wait_listening};
 use common::daemon::{spawn_at_noon, wait_for};
 use common::mqtt::{Mosquitto, Recorder, Seen};
 use common::serve::{serve, sigterm, wait_exit, Daemon};
@@ -491,8 +491,9 @@ async fn hearth_serve_says_online_offline_and_its_will() {
     let ha = Recorder::start(&broker, "ha", &["hearth/+/availability", "homeassistant/#"]);
     ha.ready(1).await;
     let dir = tempfile::tempdir().unwrap();
+    let listen = free_addr();
     let start = || {
-        let mut cmd = serve("30", &free_addr(), dir.path(), &free_addr());
+        let mut cmd = serve("30", &listen, dir.path(), &free_addr());
         cmd.env("HEARTH_MQTT__URL", broker.url())
             .env("HEARTH_MQTT__RECONNECT_MIN_SECONDS", "0.1")
             .env("HEARTH_GPU__ENABLED", "false");
@@ -515,6 +516,10 @@ async fn hearth_serve_says_online_offline_and_its_will() {
         m.topic == format!("homeassistant/climate/{device}/thermostat/config")
     })
     .await;
+    // SIGTERM is handled once the API is up.
+    let port: u16 = listen.rsplit(':').next().unwrap().parse().unwrap();
+    tokio::task::block_in_place(|| wait_listening(port, "hearth serve's API"));
+    tokio::time::sleep(Duration::from_millis(300)).await;
     let n = ha.count();
     sigterm(&d.0);
     let code = tokio::task::block_in_place(|| wait_exit(&mut d.0, "hearth serve did not stop"));
