@@ -67,7 +67,7 @@ pub(crate) enum Command {
     /// Changes the workload mix (already validated and stored).
     SetMix(Mix),
     /// Switches heating on or off (already stored); off holds the heat budget at 0 W.
-    SetHeating(bool),
+    SwitchHeating(bool),
 }
 
 /// The store setting that keeps the owner's mix.
@@ -136,7 +136,7 @@ impl DaemonClient {
             .map_err(|_| DaemonError::Stopped)??;
         tracing::info!(on, "heating switched");
         self.commands
-            .send(Command::SetHeating(on))
+            .send(Command::SwitchHeating(on))
             .await
             .map_err(|_| DaemonError::Stopped)
     }

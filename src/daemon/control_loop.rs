@@ -102,7 +102,7 @@ impl ControlLoop {
                 let _ = reply.send(r);
             }
             Command::SetMix(mix) => self.scheduler.set_mix(mix),
-            Command::SetHeating(on) => self.heating = on,
+            Command::SwitchHeating(on) => self.heating = on,
         }
     }
 

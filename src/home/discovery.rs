@@ -169,7 +169,7 @@ pub fn configs<'a>(
         if let Some(c) = k.device_class {
             s["device_class"] = c.into();
         }
-        push("sensor", *id, *name, s);
+        push("sensor", id, name, s);
     }
     push(
         "select",

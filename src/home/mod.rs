@@ -1,13 +1,13 @@
 //! The home: the MQTT link to the broker Home Assistant uses. Only this module knows MQTT topics.
 //!
-//! - [`config`]: the `[mqtt]` section and its broker URL;
-//! - [`connect`]: the section to rumqttc options (credentials, TLS, bounds);
-//! - [`error`]: [`HomeError`];
-//! - [`link`]: the connection task (reconnects, availability, bounded queues);
-//! - [`topics`]: every topic name;
-//! - [`discovery`]: Home Assistant's discovery configs;
-//! - [`state`]: state payloads from the status snapshot, published on change and refreshed;
-//! - [`commands`]: Home Assistant's commands, through [`crate::ops::DaemonClient`].
+//! - [`config`] holds the `[mqtt]` section and its broker URL;
+//! - [`connect`] turns it into rumqttc options (credentials, TLS, bounds);
+//! - [`error`] holds [`HomeError`];
+//! - [`link`] is the connection task (reconnects, availability, bounded queues);
+//! - [`topics`] makes every topic name;
+//! - [`discovery`] makes Home Assistant's discovery configs;
+//! - [`state`] makes state payloads from the status snapshot, published on change and refreshed;
+//! - [`commands`] applies Home Assistant's commands through [`crate::ops::DaemonClient`].
 //!
 //! [`spawn`] runs it all in tasks of its own: an MQTT outage never reaches the control loop,
 //! which publishes its status whether anyone reads it or not.
