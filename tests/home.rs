@@ -542,3 +542,48 @@ async fn hearth_serve_says_online_offline_and_its_will() {
     let kept = late.wait_for(0, "the retained will", is("offline")).await;
     assert!(kept.retain && kept.topic == online.topic, "{kept:?}");
 }
+
+/// `mqtts://` to a broker with its own CA: trusted through `mqtt.tls_ca`, the link connects; with
+/// the Mozilla roots only, it never does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mqtts_trusts_the_configured_ca_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let (cert, key) = (dir.path().join("broker.crt"), dir.path().join("broker.key"));
+    std::fs::write(&cert, ck.cert.pem()).unwrap();
+    std::fs::write(&key, ck.signing_key.serialize_pem()).unwrap();
+    let broker = Mosquitto::start_tls(&cert, &key);
+
+    let mut cfg = common::daemon::config(dir.path());
+    cfg.gpu.enabled = false;
+    cfg.mining.enabled = false;
+    let presets = cfg.thermostat.presets.clone();
+    let d = spawn_at_noon(cfg).await;
+    let url = format!("mqtts://localhost:{}", broker.port);
+    let with_ca = MqttConfig {
+        tls_ca: Some(cert.clone()),
+        ..mqtt(url.clone())
+    };
+    let trusted = hearth::home::spawn(
+        HomeSetup::new(with_ca, "tls-heater", presets.clone()),
+        d.client(),
+    )
+    .unwrap();
+    let untrusted = hearth::home::spawn(
+        HomeSetup::new(mqtt(url), "other-heater", presets),
+        d.client(),
+    )
+    .unwrap();
+    stats_until(&trusted, "a TLS connection", |s| s.link.connections >= 1).await;
+    stats_until(&trusted, "the announcement", |s| s.announcements >= 1).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        untrusted.stats().link.connections,
+        0,
+        "{:?}",
+        untrusted.stats()
+    );
+    trusted.shutdown().await;
+    untrusted.shutdown().await;
+    d.shutdown().await;
+}

@@ -39,14 +39,27 @@ fn bin() -> &'static str {
 impl Mosquitto {
     /// A broker on a free port, listening when this returns.
     pub fn start() -> Self {
+        Self::start_with("")
+    }
+
+    /// A broker that speaks only TLS, with the PEM certificate chain `cert` and key `key`.
+    pub fn start_tls(cert: &Path, key: &Path) -> Self {
+        Self::start_with(&format!(
+            "certfile {}\nkeyfile {}\n",
+            cert.display(),
+            key.display()
+        ))
+    }
+
+    fn start_with(listener_lines: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         let conf = dir.path().join("mosquitto.conf");
         std::fs::write(
             &conf,
             format!(
-                "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n\
-                 log_dest none\n"
+                "listener {port} 127.0.0.1\n{listener_lines}allow_anonymous true\n\
+                 persistence false\nlog_dest none\n"
             ),
         )
         .unwrap();
