@@ -410,6 +410,9 @@ pub struct Config {
     pub telemetry: TelemetryConfig,
     /// The compute marketplace.
     pub market: crate::market::MarketConfig,
+    /// The MQTT link to Home Assistant; absent = no MQTT.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mqtt: Option<crate::home::config::MqttConfig>,
 }
 
 /// The Prometheus metrics endpoint (see [`crate::telemetry`]).
@@ -769,6 +772,9 @@ impl Config {
         if let Err((key, msg)) = self.gpu.runner.validate() {
             return bad(&format!("gpu.runner.{key}"), msg);
         }
+        if let Some(Err((key, msg))) = self.mqtt.as_ref().map(|m| m.validate()) {
+            return bad(&key, msg);
+        }
         let m = &self.mining;
         if let Err(e) = m.asic.validate() {
             return bad("mining.asic", e.to_string());
@@ -902,6 +908,24 @@ mod tests {
         let p = dir.path().join("d.toml");
         std::fs::write(&p, Config::default_toml()).unwrap();
         assert_eq!(Config::load(Some(&p), env(&[])).unwrap(), Config::default());
+    }
+
+    #[test]
+    fn mqtt_is_off_unless_its_section_is_there() {
+        assert!(Config::load(None, env(&[])).unwrap().mqtt.is_none());
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("hearth.toml");
+        std::fs::write(&p, "[mqtt]\nurl = \"mqtt://127.0.0.1:1884\"\n").unwrap();
+        let cfg = Config::load(Some(&p), env(&[])).unwrap();
+        let m = cfg.mqtt.unwrap();
+        assert_eq!(m.url, "mqtt://127.0.0.1:1884");
+        assert_eq!(m.discovery_prefix, "homeassistant");
+        let cfg = Config::load(None, env(&[("HEARTH_MQTT__USERNAME", "heater")])).unwrap();
+        assert_eq!(cfg.mqtt.unwrap().username.as_deref(), Some("heater"));
+        let e = err_of("[mqtt]\nurl = \"http://broker:80\"\n");
+        assert!(e.contains("`mqtt.url`"), "{e}");
+        let e = err_of("[mqtt]\nreconnect_max_seconds = 0.1\n");
+        assert!(e.contains("`mqtt.reconnect_max_seconds`"), "{e}");
     }
 
     #[test]

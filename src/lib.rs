@@ -9,6 +9,7 @@ pub mod daemon;
 pub mod devices;
 pub mod emulate;
 pub mod gpu;
+pub mod home;
 pub mod jobs;
 pub mod market;
 pub mod mining;

@@ -8,6 +8,7 @@
 pub mod api;
 pub mod bin;
 pub mod daemon;
+pub mod mqtt;
 pub mod nats;
 pub mod prom;
 pub mod serve;

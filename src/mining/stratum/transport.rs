@@ -127,6 +127,12 @@ fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TransportErro
 /// A TLS client configuration: trusts the PEM certificates in `ca_file` if given, else the
 /// Mozilla root set (webpki-roots), so that no system certificate store is needed.
 pub fn client_tls(ca_file: Option<&Path>) -> Result<TlsConnector, TransportError> {
+    Ok(TlsConnector::from(Arc::new(client_config(ca_file)?)))
+}
+
+/// The rustls client configuration under [`client_tls`] (ring provider), for clients that take a
+/// `rustls::ClientConfig` themselves (the MQTT link).
+pub fn client_config(ca_file: Option<&Path>) -> Result<rustls::ClientConfig, TransportError> {
     let mut roots = rustls::RootCertStore::empty();
     match ca_file {
         Some(path) => {
@@ -143,7 +149,7 @@ pub fn client_tls(ca_file: Option<&Path>) -> Result<TlsConnector, TransportError
         .with_safe_default_protocol_versions()?
         .with_root_certificates(roots)
         .with_no_client_auth();
-    Ok(TlsConnector::from(Arc::new(cfg)))
+    Ok(cfg)
 }
 
 /// A TLS server configuration from a PEM certificate chain and a PEM private key.
