@@ -2,9 +2,14 @@
 //!
 //! - [`config`]: the `[mqtt]` section;
 //! - [`connect`]: broker URL, credentials and TLS to rumqttc options.
+//!
+//! Devices on the home's broker: [`sensors`] (room and outdoor temperatures from MQTT) and
+//! [`session`] (a supervised client of its own for each of them and for the smart plug).
 
 pub mod config;
 pub mod connect;
+pub mod sensors;
+pub mod session;
 
 use thiserror::Error;
 
