@@ -1,5 +1,5 @@
 //! The resistive element (`[heater.resistive]`): a simulated load behind the [`Workload`] seam;
-//! a switched element (a smart plug) will implement the same trait.
+//! the smart plug of [`crate::devices::plug`] implements the same trait.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
