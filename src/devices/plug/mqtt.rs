@@ -240,7 +240,7 @@ impl PlugSession {
                 s.awaiting_off = false;
                 tracing::info!(plug = %self.cfg.command_topic, "plug confirmed off; control resumes");
             } else {
-                if s.commanded != Some(false) || disobeyed(&*s, false) {
+                if s.commanded != Some(false) || disobeyed(&s, false) {
                     self.command(&mut s, client, false, now);
                 }
                 return;
@@ -252,7 +252,7 @@ impl PlugSession {
             0.0
         };
         let want = s.duty.step(now, duty);
-        if s.commanded != Some(want) || disobeyed(&*s, want) {
+        if s.commanded != Some(want) || disobeyed(&s, want) {
             self.command(&mut s, client, want, now);
         }
     }
