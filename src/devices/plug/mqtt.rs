@@ -156,12 +156,7 @@ impl Workload for MqttPlug {
     }
 
     fn envelope(&self) -> Envelope {
-        Envelope {
-            min_watts: 0.0,
-            max_watts: self.max_watts,
-            below_min: true,
-            ramp_watts_per_second: f64::INFINITY,
-        }
+        crate::devices::resistive::envelope(self.max_watts)
     }
 
     fn has_work(&self) -> bool {
@@ -390,11 +385,14 @@ pub fn start(
 mod tests {
     use super::*;
 
-    const TIMING: DutyTiming = DutyTiming {
-        window_s: 600.0,
-        min_on_s: 120.0,
-        min_off_s: 120.0,
-    };
+    /// A plug that knows nothing yet (the timing does not matter here).
+    fn unknown() -> PlugState {
+        PlugState::new(DutyTiming {
+            window_s: 60.0,
+            min_on_s: 0.0,
+            min_off_s: 0.0,
+        })
+    }
 
     #[test]
     fn states_of_the_usual_plugs_parse() {
@@ -408,7 +406,7 @@ mod tests {
 
     #[test]
     fn counts_as_drawing_until_confirmed_off() {
-        let mut s = PlugState::new(TIMING);
+        let mut s = unknown();
         assert_eq!(
             s.actual(1000.0, true),
             (1000.0, Source::Modelled),
@@ -445,7 +443,7 @@ mod tests {
 
     #[test]
     fn without_a_state_topic_the_acknowledged_off_command_confirms() {
-        let mut s = PlugState::new(TIMING);
+        let mut s = unknown();
         s.reset(0.0, true);
         s.commanded = Some(false);
         s.unacked = 1;
