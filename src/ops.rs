@@ -66,10 +66,15 @@ pub(crate) enum Command {
     },
     /// Changes the workload mix (already validated and stored).
     SetMix(Mix),
+    /// Switches heating on or off (already stored); off holds the heat budget at 0 W.
+    SwitchHeating(bool),
 }
 
 /// The store setting that keeps the owner's mix.
 pub(crate) const MIX_SETTING: &str = "mix";
+
+/// The store setting that keeps whether the owner switched heating off (`true`/`false`, JSON).
+pub(crate) const HEATING_SETTING: &str = "heating";
 
 /// A cloneable handle on a running daemon for its surfaces (the gRPC API): status, commands
 /// and job submission.
@@ -116,6 +121,22 @@ impl DaemonClient {
         tracing::info!(?mix, "mix changed");
         self.commands
             .send(Command::SetMix(mix))
+            .await
+            .map_err(|_| DaemonError::Stopped)
+    }
+
+    /// Switches heating on (`true`: the thermostat sets the budget) or off (`false`: the budget
+    /// is 0 W, whatever the room). Stored durably first, so it survives a restart, then in force
+    /// from the next tick; the status shows it as `heating_off`.
+    pub async fn set_heating(&self, on: bool) -> Result<(), DaemonError> {
+        let store = self.store.clone();
+        let value = on.to_string();
+        tokio::task::spawn_blocking(move || store.set_setting(HEATING_SETTING, &value))
+            .await
+            .map_err(|_| DaemonError::Stopped)??;
+        tracing::info!(on, "heating switched");
+        self.commands
+            .send(Command::SwitchHeating(on))
             .await
             .map_err(|_| DaemonError::Stopped)
     }

@@ -35,7 +35,9 @@ pub struct Status {
     pub next_setpoint_at_s: Option<f64>,
     /// A manual override is in force.
     pub override_active: bool,
-    /// The heat budget, W (0 while tripped).
+    /// The owner switched heating off (the budget is then 0 W).
+    pub heating_off: bool,
+    /// The heat budget, W (0 while tripped or switched off).
     pub budget_watts: f64,
     /// The controller's terms.
     pub control: ControlOutput,

@@ -231,3 +231,32 @@ async fn shutdown_publishes_zero() {
     d.shutdown().await;
     assert_eq!(target.borrow().watts, 0.0);
 }
+
+/// Heating switched off holds the budget at 0 W whatever the room, is kept across a restart,
+/// and switched on again the thermostat runs.
+#[tokio::test(start_paused = true)]
+async fn heating_off_holds_zero_watts_across_a_restart() {
+    let mut cfg = base();
+    cfg.simulation.initial_celsius = 15.0;
+    let d = spawn(cfg.clone(), noon()).await.unwrap();
+    advance(60.0).await;
+    assert!(status(&d).budget_watts > 0.0);
+    d.client().set_heating(false).await.unwrap();
+    advance(5.0).await;
+    let s = status(&d);
+    assert!(s.heating_off && s.budget_watts == 0.0, "{s:?}");
+    d.shutdown().await;
+
+    let d = spawn(cfg, noon()).await.unwrap();
+    advance(60.0).await;
+    let s = status(&d);
+    assert!(
+        s.heating_off && s.budget_watts == 0.0 && s.trips.is_empty(),
+        "{s:?}"
+    );
+    d.client().set_heating(true).await.unwrap();
+    advance(5.0).await;
+    let s = status(&d);
+    assert!(!s.heating_off && s.budget_watts > 0.0, "{s:?}");
+    d.shutdown().await;
+}

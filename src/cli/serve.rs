@@ -1,4 +1,5 @@
-//! `hearth serve`: the daemon, its API and its metrics, until SIGINT or SIGTERM.
+//! `hearth serve`: the daemon, its API, its metrics and (with `[mqtt]`) the home link, until
+//! SIGINT or SIGTERM.
 
 use std::path::{Path, PathBuf};
 
@@ -109,7 +110,17 @@ fn serve(
         let data_dir = cfg.jobs.resolved_data_dir()?;
         let max_upload = cfg.gpu.runner.limits.max_job_bytes as usize;
         let metrics_listen = cfg.telemetry.metrics_listen;
+        let home_setup = home_setup(&cfg, &data_dir).await?;
         let daemon = hearth::daemon::spawn(cfg, Clock::local(speed)).await?;
+        // The home link runs beside the daemon: a broker that is down only delays it.
+        let home = match home_setup.map(|s| hearth::home::spawn(s, daemon.client())) {
+            Some(Err(e)) => {
+                daemon.shutdown().await;
+                return Err(e.into());
+            }
+            Some(Ok(h)) => Some(h),
+            None => None,
+        };
         let (api_stop, api_stop_rx) = tokio::sync::watch::channel(false);
         // Metrics are for operators; a heater without them still heats.
         match hearth::telemetry::install(metrics_listen) {
@@ -140,19 +151,46 @@ fn serve(
         let api = match api {
             Ok(a) => a,
             Err(e) => {
+                if let Some(h) = home {
+                    h.shutdown().await;
+                }
                 daemon.shutdown().await;
                 return Err(e.into());
             }
         };
         wait_for_signal().await?;
-        // Stop taking calls first, then checkpoint the running job, drain the pool and stop.
+        // Say `offline` to the home, stop taking calls, then checkpoint the running job, drain
+        // the pool and stop.
         tracing::info!("shutting down");
+        if let Some(h) = home {
+            h.shutdown().await;
+        }
         let _ = api_stop.send(true);
         api.join().await;
         daemon.shutdown().await;
         tracing::info!("stopped");
         Ok(())
     })
+}
+
+/// The MQTT home link's setup when `[mqtt]` is configured: its device id is the market device
+/// key's (created on first use), so the heater keeps its topics and Home Assistant entities.
+async fn home_setup(cfg: &Config, data_dir: &Path) -> Result<Option<hearth::home::HomeSetup>> {
+    let Some(mqtt) = cfg.mqtt.clone() else {
+        return Ok(None);
+    };
+    let path = cfg.market.key_path(data_dir);
+    let key = tokio::task::spawn_blocking(move || {
+        hearth::market::receipt::DeviceKey::load_or_create(&path)
+    })
+    .await
+    .context("reading the device key")?
+    .context("the device key (it names the heater on MQTT)")?;
+    Ok(Some(hearth::home::HomeSetup::new(
+        mqtt,
+        &key.device_id(),
+        cfg.thermostat.presets.clone(),
+    )))
 }
 
 /// Waits for SIGINT or SIGTERM.

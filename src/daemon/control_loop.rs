@@ -44,6 +44,8 @@ pub(super) struct ControlLoop {
     /// The market task's demand input and status, when on a market.
     pub(super) market: Option<MarketLink>,
     pub(super) last_outdoor: Option<f64>,
+    /// Heating switched on by the owner; off holds the budget at 0 W.
+    pub(super) heating: bool,
 }
 
 impl ControlLoop {
@@ -100,6 +102,7 @@ impl ControlLoop {
                 let _ = reply.send(r);
             }
             Command::SetMix(mix) => self.scheduler.set_mix(mix),
+            Command::SwitchHeating(on) => self.heating = on,
         }
     }
 
@@ -126,6 +129,7 @@ impl ControlLoop {
             next_setpoint_celsius: next.map(|n| n.celsius),
             next_setpoint_at_s: next.map(|n| n.at_s),
             override_active: self.setpoints.active_override(now).is_some(),
+            heating_off: !self.heating,
             budget_watts: budget,
             control,
             model: Some(self.controller.model()),
@@ -142,7 +146,8 @@ impl ControlLoop {
         }
     }
 
-    /// Safety, the schedule and the controller: the heat budget, W (0 while tripped).
+    /// Safety, the schedule and the controller: the heat budget, W (0 while tripped or
+    /// switched off).
     fn heat_budget(
         &mut self,
         now: f64,
@@ -165,7 +170,7 @@ impl ControlLoop {
         let plan = self.setpoints.plan(now);
         let mut control = ControlOutput::default();
         let budget = match (verdict.tripped, room, self.last_outdoor) {
-            (false, Some(r), Some(out)) => {
+            (false, Some(r), Some(out)) if self.heating => {
                 control = self.controller.step(&ControlInput {
                     now_s: now,
                     dt_s: since_last_tick_s,
@@ -176,7 +181,8 @@ impl ControlLoop {
                 control.budget_watts
             }
             _ => {
-                // Tripped (or no outdoor value yet): cold, and start afresh when it clears.
+                // Tripped, switched off (or no outdoor value yet): cold, and start afresh when
+                // it clears.
                 self.controller.reset();
                 0.0
             }

@@ -128,7 +128,12 @@ impl DaemonHandle {
 /// Starts the daemon's tasks on the current tokio runtime.
 pub async fn spawn(cfg: Config, clock: Clock) -> Result<DaemonHandle, DaemonError> {
     let schedule = Schedule::new(&cfg.thermostat, clock.epoch_weekday())?;
-    let (store, accounts, mix) = store::open(&cfg).await?;
+    let (store, kept) = store::open(&cfg).await?;
+    let store::Kept {
+        accounts,
+        mix,
+        heating,
+    } = kept;
     let (target_tx, target_rx) = watch::channel(PowerTarget::zero());
     let (targets_tx, targets_rx) = watch::channel(Targets::default());
     let (accounts_tx, accounts_rx) = watch::channel(accounts.clone());
@@ -175,6 +180,7 @@ pub async fn spawn(cfg: Config, clock: Clock) -> Result<DaemonHandle, DaemonErro
         queue_rx: executor.summary.clone(),
         market,
         last_outdoor: None,
+        heating,
     };
     let shutdown = tasks.shutdown.clone();
     tasks.spawn(control.run(cmd_rx, shutdown));

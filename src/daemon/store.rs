@@ -1,17 +1,28 @@
-//! Opening the job store at start-up, with what it keeps across restarts: accounts and mix.
+//! Opening the job store at start-up, with what it keeps across restarts: accounts, mix and
+//! whether heating is switched on.
 
 use std::sync::Arc;
 
 use crate::config::Config;
 use crate::jobs::executor;
 use crate::jobs::{JobStore, StoreError};
-use crate::ops::{DaemonError, MIX_SETTING};
+use crate::ops::{DaemonError, HEATING_SETTING, MIX_SETTING};
 use crate::sched::accounting::Accounts;
 use crate::sched::allocator::Mix;
 
+/// What the store keeps for the control loop across restarts.
+pub(super) struct Kept {
+    /// Energy and earnings so far.
+    pub(super) accounts: Accounts,
+    /// The owner's mix.
+    pub(super) mix: Mix,
+    /// Whether heating is switched on.
+    pub(super) heating: bool,
+}
+
 /// Opens the job store in the configured data dir (on the blocking pool), re-queues jobs a
-/// crash left RUNNING, and loads the stored accounts and mix.
-pub(super) async fn open(cfg: &Config) -> Result<(Arc<JobStore>, Accounts, Mix), DaemonError> {
+/// crash left RUNNING, and loads the stored accounts, mix and heating switch.
+pub(super) async fn open(cfg: &Config) -> Result<(Arc<JobStore>, Kept), DaemonError> {
     let dir = cfg.jobs.resolved_data_dir()?;
     let limits = cfg.jobs.limits.clone();
     let sync = cfg.jobs.sync;
@@ -31,8 +42,17 @@ pub(super) async fn open(cfg: &Config) -> Result<(Arc<JobStore>, Accounts, Mix),
             }),
             None => default_mix,
         };
-        tracing::info!(data_dir = %dir.display(), live_jobs = requeued.len(), "job store open");
-        Ok((Arc::new(store), accounts, mix))
+        // Anything but a stored `false` heats: a heater never stays cold by accident.
+        let heating = store.setting(HEATING_SETTING)?.as_deref() != Some("false");
+        tracing::info!(data_dir = %dir.display(), live_jobs = requeued.len(), heating, "job store open");
+        Ok((
+            Arc::new(store),
+            Kept {
+                accounts,
+                mix,
+                heating,
+            },
+        ))
     })
     .await
     .map_err(|_| DaemonError::Stopped)?

@@ -1,8 +1,11 @@
-//! The `[mqtt]` section: where the broker is, who hearth is on it, and where its topics live.
+//! The `[mqtt]` section: where the broker is (a parsed `mqtt://` or `mqtts://` URL), who hearth
+//! is on it, and where its topics live.
 
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
+
+use super::error::HomeError;
 
 /// The MQTT link to the home's broker (Home Assistant's). Absent from the config file = no MQTT.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -53,6 +56,67 @@ impl Default for MqttConfig {
     }
 }
 
+/// A parsed `mqtt://` or `mqtts://` broker URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokerUrl {
+    /// TLS (`mqtts://`).
+    pub tls: bool,
+    /// Host name or IP address (brackets of an IPv6 literal removed).
+    pub host: String,
+    /// TCP port (1883, or 8883 with TLS, when the URL has none).
+    pub port: u16,
+}
+
+impl BrokerUrl {
+    /// Parses `mqtt://host[:port]` or `mqtts://host[:port]` (a trailing `/` is allowed).
+    pub fn parse(url: &str) -> Result<Self, HomeError> {
+        let bad = |why: &str| HomeError::Url {
+            url: url.to_string(),
+            why: why.to_string(),
+        };
+        let (tls, rest) = match url.split_once("://") {
+            Some(("mqtt", r)) => (false, r),
+            Some(("mqtts", r)) => (true, r),
+            _ => return Err(bad("expected mqtt://host:port or mqtts://host:port")),
+        };
+        let rest = rest.strip_suffix('/').unwrap_or(rest);
+        if rest.contains(['/', '@', '?', '#']) {
+            return Err(bad("only a host and a port are allowed"));
+        }
+        let default_port = if tls { 8883 } else { 1883 };
+        let (host, port) = if let Some(v6) = rest.strip_prefix('[') {
+            let (h, tail) = v6.split_once(']').ok_or_else(|| bad("unclosed `[`"))?;
+            match tail {
+                "" => (h, None),
+                t => (
+                    h,
+                    Some(t.strip_prefix(':').ok_or_else(|| bad("junk after `]`"))?),
+                ),
+            }
+        } else {
+            match rest.split_once(':') {
+                Some((h, p)) => (h, Some(p)),
+                None => (rest, None),
+            }
+        };
+        let port = match port {
+            None => default_port,
+            Some(p) => match p.parse::<u16>() {
+                Ok(n) if n > 0 => n,
+                _ => return Err(bad("the port must be 1–65535")),
+            },
+        };
+        if host.is_empty() {
+            return Err(bad("no host"));
+        }
+        Ok(Self {
+            tls,
+            host: host.to_string(),
+            port,
+        })
+    }
+}
+
 /// Checks a topic prefix: not empty, no wildcard, no empty level, no leading or trailing `/`.
 fn check_prefix(topic: &str) -> Result<(), String> {
     if topic.is_empty() {
@@ -90,7 +154,7 @@ impl MqttConfig {
     /// Checks every value. The error names the key under `mqtt.` and says what is wrong.
     pub fn validate(&self) -> Result<(), (String, String)> {
         let bad = |key: &str, msg: String| Err((format!("mqtt.{key}"), msg));
-        if let Err(e) = super::connect::BrokerUrl::parse(&self.url) {
+        if let Err(e) = BrokerUrl::parse(&self.url) {
             return bad("url", e.to_string());
         }
         if self.password.is_some() && self.username.is_none() {
@@ -188,6 +252,38 @@ mod tests {
             with(|c| c.reconnect_max_seconds = 0.5),
             "mqtt.reconnect_max_seconds"
         );
+    }
+
+    #[test]
+    fn urls_parse_with_default_ports() {
+        let u = BrokerUrl::parse("mqtt://broker.lan").unwrap();
+        assert_eq!(
+            (u.tls, u.host.as_str(), u.port),
+            (false, "broker.lan", 1883)
+        );
+        let u = BrokerUrl::parse("mqtts://10.0.0.2/").unwrap();
+        assert_eq!((u.tls, u.host.as_str(), u.port), (true, "10.0.0.2", 8883));
+        let u = BrokerUrl::parse("mqtt://[::1]:1999").unwrap();
+        assert_eq!((u.host.as_str(), u.port), ("::1", 1999));
+        let u = BrokerUrl::parse("mqtt://127.0.0.1:18830").unwrap();
+        assert_eq!(u.port, 18830);
+    }
+
+    #[test]
+    fn bad_urls_are_refused() {
+        for url in [
+            "tcp://a:1",
+            "mqtt://",
+            "mqtt://:1883",
+            "mqtt://a:0",
+            "mqtt://a:70000",
+            "mqtt://a:1/topic",
+            "mqtt://user:pw@a:1",
+            "mqtt://[::1",
+            "ws://a:1",
+        ] {
+            assert!(BrokerUrl::parse(url).is_err(), "{url}");
+        }
     }
 
     #[test]

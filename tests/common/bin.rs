@@ -14,6 +14,18 @@ pub fn free_port() -> u16 {
     l.local_addr().unwrap().port()
 }
 
+/// Waits up to 10 s until something listens on loopback `port`; fails the test naming `what`.
+pub fn wait_listening(port: u16, what: &str) {
+    let t0 = std::time::Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            t0.elapsed() < std::time::Duration::from_secs(10),
+            "{what} did not listen on {port}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
 /// A loopback address (`127.0.0.1:PORT`) with a port free right now.
 pub fn free_addr() -> String {
     format!("127.0.0.1:{}", free_port())

@@ -1,7 +1,6 @@
 //! Real `nats-server -js` processes for the market tests (Debian's package, installed by
 //! `.ci/setup`): one server, or a 3-node cluster, on free loopback ports with temp store dirs.
 
-use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -35,14 +34,7 @@ fn bin() -> &'static str {
 }
 
 fn wait_listening(port: u16) {
-    let t0 = Instant::now();
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            t0.elapsed() < Duration::from_secs(10),
-            "nats-server did not listen on {port}"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    super::bin::wait_listening(port, "nats-server");
 }
 
 impl NatsServer {
