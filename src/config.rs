@@ -112,12 +112,142 @@ pub struct ResistiveConfig {
     /// Its power, W; 0 = no element. (`max_w` is accepted too.)
     #[serde(alias = "max_w")]
     pub max_watts: f64,
+    /// How it is switched: `element` (draws any power up to `max_watts`) or `mqtt_switch` (on or
+    /// off through a smart plug on the `[mqtt]` broker, time-proportioned).
+    pub kind: ResistiveKind,
+    /// `mqtt_switch`: the plug's command topic (Tasmota `cmnd/<topic>/POWER`, zigbee2mqtt
+    /// `zigbee2mqtt/<name>/set`, Shelly `shellies/<id>/relay/0/command`).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub command_topic: String,
+    /// `mqtt_switch`: the payload that switches it on.
+    pub payload_on: String,
+    /// `mqtt_switch`: the payload that switches it off.
+    pub payload_off: String,
+    /// `mqtt_switch`: where the plug reports its state (`ON`/`OFF`, `on`/`off`, `true`/`false`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub state_topic: Option<String>,
+    /// The JSON field of the state (zigbee2mqtt: `state`); absent for a plain payload.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub state_field: Option<String>,
+    /// `mqtt_switch`: where the plug reports the power it measures, W.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub power_topic: Option<String>,
+    /// The JSON field of the power (zigbee2mqtt: `power`; Tasmota: `ENERGY.Power`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub power_field: Option<String>,
+    /// `mqtt_switch`: the time-proportioning window, s (on for duty × window in each).
+    pub window_seconds: f64,
+    /// `mqtt_switch`: the shortest on time, s (relay wear).
+    pub min_on_seconds: f64,
+    /// `mqtt_switch`: the shortest off time, s (relay wear).
+    pub min_off_seconds: f64,
+}
+
+/// How the resistive element is switched.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ResistiveKind {
+    /// A load that draws exactly its target (simulated).
+    #[default]
+    Element,
+    /// An on/off element behind a smart plug on the `[mqtt]` broker.
+    MqttSwitch,
 }
 
 impl Default for ResistiveConfig {
     fn default() -> Self {
         // The default heater: 400 W ASIC + 250 W GPU + 600 W element covers its 1200 W.
-        Self { max_watts: 600.0 }
+        Self {
+            max_watts: 600.0,
+            kind: ResistiveKind::Element,
+            command_topic: String::new(),
+            payload_on: "ON".into(),
+            payload_off: "OFF".into(),
+            state_topic: None,
+            state_field: None,
+            power_topic: None,
+            power_field: None,
+            window_seconds: 600.0,
+            min_on_seconds: 120.0,
+            min_off_seconds: 120.0,
+        }
+    }
+}
+
+impl ResistiveConfig {
+    /// Checks the switch's keys; the error is the key under `heater.resistive.` and what is
+    /// wrong. `has_mqtt`: whether the config has an `[mqtt]` section.
+    pub fn validate(&self, has_mqtt: bool) -> Result<(), (&'static str, String)> {
+        use crate::home::sensors::{check_field, check_topic};
+        if self.kind == ResistiveKind::Element {
+            if self.command_topic.is_empty() {
+                return Ok(());
+            }
+            return Err(("command_topic", "is for kind = \"mqtt_switch\"".into()));
+        }
+        if !has_mqtt {
+            return Err((
+                "kind",
+                "mqtt_switch needs an [mqtt] section (the broker)".into(),
+            ));
+        }
+        if !(self.max_watts.is_finite() && self.max_watts > 0.0) {
+            return Err((
+                "max_watts",
+                "an mqtt_switch needs the element's power, W".into(),
+            ));
+        }
+        check_topic(&self.command_topic).map_err(|m| ("command_topic", m))?;
+        for (key, topic) in [
+            ("state_topic", &self.state_topic),
+            ("power_topic", &self.power_topic),
+        ] {
+            if let Some(t) = topic {
+                check_topic(t).map_err(|m| (key, m))?;
+            }
+        }
+        for (key, field) in [
+            ("state_field", &self.state_field),
+            ("power_field", &self.power_field),
+        ] {
+            if let Some(f) = field {
+                check_field(f).map_err(|m| (key, m))?;
+            }
+        }
+        for (key, p) in [
+            ("payload_on", &self.payload_on),
+            ("payload_off", &self.payload_off),
+        ] {
+            if p.is_empty() || p.len() > 256 {
+                return Err((key, "must be 1–256 bytes".into()));
+            }
+        }
+        if self.payload_on == self.payload_off {
+            return Err(("payload_off", "must differ from payload_on".into()));
+        }
+        let (w, on, off) = (
+            self.window_seconds,
+            self.min_on_seconds,
+            self.min_off_seconds,
+        );
+        if !(w.is_finite() && (10.0..=7200.0).contains(&w)) {
+            return Err(("window_seconds", format!("must be 10–7200 s, got {w}")));
+        }
+        for (key, v) in [("min_on_seconds", on), ("min_off_seconds", off)] {
+            if !(v.is_finite() && v >= 0.0) {
+                return Err((key, format!("must not be negative, got {v}")));
+            }
+        }
+        if on + off > w {
+            return Err((
+                "window_seconds",
+                format!(
+                    "must hold min_on_seconds + min_off_seconds ({} s), got {w}",
+                    on + off
+                ),
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -256,6 +386,14 @@ pub enum SourceConfig {
     },
     /// An external thermostat reports the room temperature over the API (`ReportTemperature`).
     Pushed,
+    /// A device publishes it on the `[mqtt]` broker (a zigbee2mqtt thermometer).
+    Mqtt {
+        /// The topic, e.g. `zigbee2mqtt/living_room`.
+        topic: String,
+        /// The JSON field holding °C, e.g. `temperature`; absent for a plain number payload.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        field: Option<String>,
+    },
 }
 
 /// The room and outdoor temperature sources.
@@ -707,25 +845,43 @@ impl Config {
                 SourceConfig::Fixed { celsius } if !celsius.is_finite() => {
                     return bad(&format!("{key}.celsius"), "must be a number".into());
                 }
+                SourceConfig::Mqtt { topic, field } => {
+                    if self.mqtt.is_none() {
+                        return bad(
+                            &format!("{key}.kind"),
+                            "mqtt needs an [mqtt] section (the broker)".into(),
+                        );
+                    }
+                    if let Err(msg) = crate::home::sensors::check_topic(topic) {
+                        return bad(&format!("{key}.topic"), msg);
+                    }
+                    if let Some(Err(msg)) = field.as_deref().map(crate::home::sensors::check_field)
+                    {
+                        return bad(&format!("{key}.field"), msg);
+                    }
+                }
                 _ => {}
             }
         }
         if matches!(self.sensors.outdoor, SourceConfig::Pushed) {
             return bad(
                 "sensors.outdoor.kind",
-                "only the room reading can be pushed; use simulated, file or fixed".into(),
+                "only the room reading can be pushed; use simulated, file, fixed or mqtt".into(),
             );
         }
         if matches!(self.sensors.room, SourceConfig::Fixed { .. }) {
             return bad(
                 "sensors.room.kind",
-                "a fixed room temperature cannot be controlled; use simulated or file".into(),
+                "a fixed room temperature cannot be controlled; use simulated, file or mqtt".into(),
             );
         }
         non_negative(
             "heater.resistive.max_watts",
             self.heater.resistive.max_watts,
         )?;
+        if let Err((key, msg)) = self.heater.resistive.validate(self.mqtt.is_some()) {
+            return bad(&format!("heater.resistive.{key}"), msg);
+        }
         let sc = &self.sched;
         if let Err((key, msg)) = validate_mix(&sc.mix) {
             return bad(&format!("sched.mix.{key}"), msg);
@@ -908,6 +1064,82 @@ mod tests {
         let p = dir.path().join("d.toml");
         std::fs::write(&p, Config::default_toml()).unwrap();
         assert_eq!(Config::load(Some(&p), env(&[])).unwrap(), Config::default());
+    }
+
+    #[test]
+    fn mqtt_sensors_and_the_plug_need_the_broker_and_name_their_keys() {
+        let room = "[sensors.room]\nkind = \"mqtt\"\ntopic = \"zigbee2mqtt/living\"\nfield = \"temperature\"\n";
+        let e = err_of(room);
+        assert!(
+            e.contains("`sensors.room.kind`") && e.contains("[mqtt]"),
+            "{e}"
+        );
+        let broker = "[mqtt]\nurl = \"mqtt://127.0.0.1:1883\"\n";
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("hearth.toml");
+        std::fs::write(&p, format!("{room}{broker}")).unwrap();
+        let cfg = Config::load(Some(&p), env(&[])).unwrap();
+        assert_eq!(
+            cfg.sensors.room,
+            SourceConfig::Mqtt {
+                topic: "zigbee2mqtt/living".into(),
+                field: Some("temperature".into())
+            }
+        );
+        let e = err_of(&format!(
+            "{broker}[sensors.outdoor]\nkind = \"mqtt\"\ntopic = \"a/+\"\n"
+        ));
+        assert!(e.contains("`sensors.outdoor.topic`"), "{e}");
+        let e = err_of(&format!(
+            "{broker}[sensors.room]\nkind = \"mqtt\"\ntopic = \"a\"\nfield = \"x..y\"\n"
+        ));
+        assert!(e.contains("`sensors.room.field`"), "{e}");
+
+        let plug = "[heater.resistive]\nmax_w = 1500\nkind = \"mqtt_switch\"\ncommand_topic = \"cmnd/heater/POWER\"\n";
+        let e = err_of(plug);
+        assert!(
+            e.contains("`heater.resistive.kind`") && e.contains("[mqtt]"),
+            "{e}"
+        );
+        std::fs::write(&p, format!("{plug}{broker}")).unwrap();
+        let r = Config::load(Some(&p), env(&[])).unwrap().heater.resistive;
+        assert_eq!((r.kind, r.max_watts), (ResistiveKind::MqttSwitch, 1500.0));
+        assert_eq!(
+            (r.payload_on.as_str(), r.payload_off.as_str()),
+            ("ON", "OFF")
+        );
+        assert_eq!(
+            (r.window_seconds, r.min_on_seconds, r.min_off_seconds),
+            (600.0, 120.0, 120.0)
+        );
+        for (extra, key) in [
+            (
+                "window_seconds = 200\n",
+                "`heater.resistive.window_seconds`",
+            ),
+            (
+                "min_off_seconds = -1\n",
+                "`heater.resistive.min_off_seconds`",
+            ),
+            ("payload_off = \"ON\"\n", "`heater.resistive.payload_off`"),
+            (
+                "state_topic = \"stat/#\"\n",
+                "`heater.resistive.state_topic`",
+            ),
+            (
+                "power_field = \".Power\"\n",
+                "`heater.resistive.power_field`",
+            ),
+        ] {
+            let e = err_of(&format!("{plug}{extra}{broker}"));
+            assert!(e.contains(key), "{extra}: {e}");
+        }
+        let e = err_of("[heater.resistive]\ncommand_topic = \"cmnd/x/POWER\"\n");
+        assert!(e.contains("`heater.resistive.command_topic`"), "{e}");
+        assert_eq!(
+            Config::default().heater.resistive.kind,
+            ResistiveKind::Element
+        );
     }
 
     #[test]

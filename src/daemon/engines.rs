@@ -1,5 +1,5 @@
-//! The engine tasks: the mining engine, the GPU runner and the resistive element, each handed
-//! its target every tick by a [`Follower`] with the target's dead-man deadline.
+//! The engine tasks: the mining engine, the GPU runner and the resistive element (simulated, or
+//! a smart plug), each handed its target every tick by a [`Follower`] with the target's dead-man deadline.
 
 use std::sync::Arc;
 use tokio::sync::watch;
@@ -7,7 +7,7 @@ use tokio::time::MissedTickBehavior;
 
 use super::tasks::Tasks;
 use crate::clock::Clock;
-use crate::config::Config;
+use crate::config::{Config, ResistiveKind};
 use crate::devices::config::DeviceKind;
 use crate::devices::software_asic::device::SoftwareDevice;
 use crate::devices::{self, resistive::ResistiveElement, DeviceContext};
@@ -83,7 +83,7 @@ pub(super) async fn start(
         (None, None)
     };
     if cfg.heater.resistive.max_watts > 0.0 {
-        let element = Arc::new(ResistiveElement::new(cfg.heater.resistive.max_watts));
+        let element = start_resistive(cfg, tasks)?;
         let follower = Follower::new(tasks, targets, |t| t.resistive);
         tasks.spawn(follower.run(element.clone(), |_| {}));
         workloads.resistive = Some(element);
@@ -96,6 +96,24 @@ pub(super) async fn start(
         gpu,
         gpu_rx,
     })
+}
+
+/// The resistive element: simulated, or behind a smart plug on the `[mqtt]` broker (with the
+/// task that switches it).
+fn start_resistive(cfg: &Config, tasks: &mut Tasks) -> Result<Arc<dyn Workload>, DaemonError> {
+    let r = &cfg.heater.resistive;
+    let element: Arc<dyn Workload> = match r.kind {
+        ResistiveKind::Element => Arc::new(ResistiveElement::new(r.max_watts)),
+        ResistiveKind::MqttSwitch => {
+            let mut link = super::sensors::mqtt_link(cfg, "plug")?;
+            link.tick = Some(tasks.tick);
+            let shutdown = tasks.shutdown.clone();
+            let (plug, task) = devices::plug::start(r, link, tasks.clock.clone(), shutdown);
+            tasks.spawn(task);
+            plug
+        }
+    };
+    Ok(element)
 }
 
 /// What [`follow_mining`] starts: the fleet's parts, the fleet, and the status channels.

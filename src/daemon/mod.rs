@@ -156,7 +156,7 @@ pub async fn spawn(cfg: Config, clock: Clock) -> Result<DaemonHandle, DaemonErro
         ExecutorConfig::default(),
         tasks.shutdown.clone(),
     );
-    let sensors = sensors::start(&cfg, &engines.workloads, &mut tasks);
+    let sensors = sensors::start(&cfg, &engines.workloads, &mut tasks)?;
     let settings = sched_settings(&cfg, market.is_some());
     let estimator = ModelEstimator::new(cfg.model.model(), cfg.model.estimate_online);
     let control = ControlLoop {

@@ -1,5 +1,5 @@
-//! The sensor side: the simulated room (when configured) and the pollers that publish the
-//! latest room and outdoor readings for the control loop.
+//! The sensor side: the simulated room (when configured), the pollers and the MQTT subscriber
+//! that publish the latest room and outdoor readings for the control loop.
 
 use std::sync::{Arc, Mutex};
 use tokio::sync::watch;
@@ -7,7 +7,10 @@ use tokio::time::MissedTickBehavior;
 
 use super::tasks::Tasks;
 use crate::clock::Clock;
-use crate::config::{Config, SourceConfig};
+use crate::config::{Config, ConfigError, SourceConfig};
+use crate::home::sensors::MqttSensor;
+use crate::home::session::Link;
+use crate::ops::DaemonError;
 use crate::sched::scheduler::Workloads;
 use crate::thermal::room::{ua_factor_at, Room};
 use crate::thermal::sensor::{
@@ -27,26 +30,81 @@ pub(super) struct Sensors {
     pub(super) outdoor_rx: watch::Receiver<Option<Reading>>,
 }
 
-/// Starts the simulated room (heated by `workloads`) if configured, and the sensor pollers.
-pub(super) fn start(cfg: &Config, workloads: &Workloads, tasks: &mut Tasks) -> Sensors {
+/// Starts the simulated room (heated by `workloads`) if configured, the sensor pollers, and the
+/// MQTT subscriber if a sensor is on the broker.
+pub(super) fn start(
+    cfg: &Config,
+    workloads: &Workloads,
+    tasks: &mut Tasks,
+) -> Result<Sensors, DaemonError> {
     let truth_rx = simulate_room(cfg, workloads, tasks);
     let seed = cfg.simulation.seed;
     let truth = truth_rx.as_ref();
-    let (room_push, room_rx) = if matches!(cfg.sensors.room, SourceConfig::Pushed) {
-        let (tx, rx) = watch::channel(None);
-        (Some(Arc::new(tx)), rx)
-    } else {
-        let room = poll(&cfg.sensors.room, truth, SimulatedPoint::Room, seed, tasks);
-        (None, room)
+    let mut from_mqtt = Vec::new();
+    let (room_push, room_rx) = match &cfg.sensors.room {
+        SourceConfig::Pushed => {
+            let (tx, rx) = watch::channel(None);
+            (Some(Arc::new(tx)), rx)
+        }
+        SourceConfig::Mqtt { topic, field } => {
+            (None, on_mqtt("room", topic, field, &mut from_mqtt))
+        }
+        room => (None, poll(room, truth, SimulatedPoint::Room, seed, tasks)),
     };
-    let outdoor = &cfg.sensors.outdoor;
-    let outdoor_rx = poll(outdoor, truth, SimulatedPoint::Outdoor, seed + 1, tasks);
-    Sensors {
+    let outdoor_rx = match &cfg.sensors.outdoor {
+        SourceConfig::Mqtt { topic, field } => on_mqtt("outdoor", topic, field, &mut from_mqtt),
+        outdoor => poll(outdoor, truth, SimulatedPoint::Outdoor, seed + 1, tasks),
+    };
+    if !from_mqtt.is_empty() {
+        subscribe(cfg, from_mqtt, tasks)?;
+    }
+    Ok(Sensors {
         truth_rx,
         room_push,
         room_rx,
         outdoor_rx,
-    }
+    })
+}
+
+/// A sensor on the broker: adds it to `list` and returns its latest reading.
+fn on_mqtt(
+    name: &'static str,
+    topic: &str,
+    field: &Option<String>,
+    list: &mut Vec<MqttSensor>,
+) -> watch::Receiver<Option<Reading>> {
+    let (tx, rx) = watch::channel(None);
+    list.push(MqttSensor {
+        name,
+        topic: topic.to_string(),
+        field: field.clone(),
+        readings: tx,
+    });
+    rx
+}
+
+/// Starts the MQTT subscriber of `sensors`, on a client of its own.
+fn subscribe(cfg: &Config, sensors: Vec<MqttSensor>, tasks: &mut Tasks) -> Result<(), DaemonError> {
+    let link = mqtt_link(cfg, "sensors")?;
+    let task =
+        crate::home::sensors::run(link, sensors, tasks.clock.clone(), tasks.shutdown.clone());
+    tasks.spawn(task);
+    Ok(())
+}
+
+/// A link of its own to the `[mqtt]` broker for `role`; an error names the key.
+pub(super) fn mqtt_link(cfg: &Config, role: &str) -> Result<Link, DaemonError> {
+    let invalid = |msg: String| {
+        DaemonError::Config(ConfigError::Invalid {
+            key: "mqtt".into(),
+            msg,
+        })
+    };
+    let mqtt = cfg
+        .mqtt
+        .as_ref()
+        .ok_or_else(|| invalid(format!("the {role} need the [mqtt] broker")))?;
+    Link::for_role(mqtt, role).map_err(|e| invalid(e.to_string()))
 }
 
 /// Starts the simulated room, if the config uses one, and returns its truth.
@@ -79,8 +137,8 @@ fn simulate_room(
     Some(truth_rx)
 }
 
-/// Starts a poller of the source `src_cfg` describes (none for a pushed source, or a simulated
-/// one without a simulated room) and returns its latest reading.
+/// Starts a poller of the source `src_cfg` describes (none for a pushed or MQTT source, or a
+/// simulated one without a simulated room) and returns its latest reading.
 fn poll(
     src_cfg: &SourceConfig,
     truth: Option<&watch::Receiver<RoomTruth>>,
@@ -124,7 +182,7 @@ fn source_for(
         }
         SourceConfig::File { path, unit } => Some(Box::new(FileSource::new(path.clone(), *unit))),
         SourceConfig::Fixed { celsius } => Some(Box::new(FixedSource(*celsius))),
-        SourceConfig::Pushed => None,
+        SourceConfig::Pushed | SourceConfig::Mqtt { .. } => None,
     }
 }
 

@@ -8,7 +8,8 @@
 //! Only a device's own module knows its wire format (CGMiner API, AxeOS REST, gRPC, MQTT).
 //!
 //! - [`software_asic`]: threads that compute real SHA-256d, with a power and chip model;
-//! - [`resistive`]: the resistive element, a load that draws exactly its target.
+//! - [`resistive`]: the resistive element, a load that draws exactly its target;
+//! - [`plug`]: a resistive element behind a smart plug on MQTT, time-proportioned.
 
 pub mod avalon;
 pub mod axeos;
@@ -16,6 +17,7 @@ pub mod braiins;
 pub mod config;
 pub mod driver;
 pub mod identity;
+pub mod plug;
 pub mod resistive;
 pub mod software_asic;
 

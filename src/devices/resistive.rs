@@ -1,5 +1,5 @@
 //! The resistive element (`[heater.resistive]`): a simulated load behind the [`Workload`] seam;
-//! a switched element (a smart plug) will implement the same trait.
+//! the smart plug of [`crate::devices::plug`] implements the same trait.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -25,18 +25,24 @@ impl ResistiveElement {
     }
 }
 
+/// The envelope of a resistive element of `max_watts`, simulated or switched: anything from 0 to
+/// its maximum, at once.
+pub fn envelope(max_watts: f64) -> Envelope {
+    Envelope {
+        min_watts: 0.0,
+        max_watts,
+        below_min: true,
+        ramp_watts_per_second: f64::INFINITY,
+    }
+}
+
 impl Workload for ResistiveElement {
     fn name(&self) -> &'static str {
         "resistive"
     }
 
     fn envelope(&self) -> Envelope {
-        Envelope {
-            min_watts: 0.0,
-            max_watts: self.max_watts,
-            below_min: true,
-            ramp_watts_per_second: f64::INFINITY,
-        }
+        envelope(self.max_watts)
     }
 
     fn has_work(&self) -> bool {

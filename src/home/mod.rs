@@ -11,6 +11,9 @@
 //!
 //! [`spawn`] runs it all in tasks of its own: an MQTT outage never reaches the control loop,
 //! which publishes its status whether anyone reads it or not.
+//!
+//! Devices on the home's broker, each on a client of its own: [`sensors`] (room and outdoor
+//! temperatures from MQTT) and [`session`] (the supervised client they and the smart plug use).
 
 pub mod commands;
 pub mod config;
@@ -18,6 +21,8 @@ pub mod connect;
 pub mod discovery;
 pub mod error;
 pub mod link;
+pub mod sensors;
+pub mod session;
 pub mod state;
 pub mod topics;
 
