@@ -611,14 +611,27 @@ pub fn set_path(root: &mut toml::Table, path: &[String], raw: &str) -> Result<()
     Ok(())
 }
 
-/// Completes the tagged sections of `user` that name no variant: a section given only some keys
-/// of a serde-tagged enum (`kind = …` or `mode = …`), as `--set outdoor.mean_celsius=-5` or
-/// `HEARTH_SIMULATION__OUTDOOR__MEAN_CELSIUS=-5` give, gets the tag and the other keys of `T`'s
-/// default variant, so it changes that one key. Untagged sections need nothing: serde fills
-/// their missing fields with defaults; a section naming its variant is left as written.
-pub fn fill_default_variants<T: Serialize + Default>(user: &mut toml::Table) {
-    let defaults = toml::Table::try_from(T::default()).unwrap_or_default();
-    fill_variants(user, &defaults);
+/// Deserializes `user`; if that fails, tries again with its tagged sections that name no variant
+/// completed from `T`'s defaults: a section given only some keys of a serde-tagged enum
+/// (`kind = …` or `mode = …`), as `--set outdoor.mean_celsius=-5` or
+/// `HEARTH_SIMULATION__OUTDOOR__MEAN_CELSIUS=-5` give, gets the tag and the other keys of the
+/// default variant, so it changes that one key. If neither parses, the error is the first one
+/// (about what the user wrote).
+pub fn from_table_with_defaults<T>(user: toml::Table) -> Result<T, toml::de::Error>
+where
+    T: Serialize + serde::de::DeserializeOwned + Default,
+{
+    match toml::Value::Table(user.clone()).try_into::<T>() {
+        Ok(v) => Ok(v),
+        Err(first) => {
+            let mut filled = user;
+            let defaults = toml::Table::try_from(T::default()).unwrap_or_default();
+            fill_variants(&mut filled, &defaults);
+            toml::Value::Table(filled)
+                .try_into::<T>()
+                .map_err(|_| first)
+        }
+    }
 }
 
 const TAGS: [&str; 2] = ["kind", "mode"];
@@ -692,19 +705,16 @@ impl Config {
             })?;
             from_env = true;
         }
-        fill_default_variants::<Config>(&mut table);
         let origin = if from_env {
             format!("{origin} + HEARTH_* environment")
         } else {
             origin
         };
         let mut cfg: Config =
-            toml::Value::Table(table)
-                .try_into()
-                .map_err(|e: toml::de::Error| ConfigError::Parse {
-                    origin,
-                    msg: e.to_string(),
-                })?;
+            from_table_with_defaults(table).map_err(|e: toml::de::Error| ConfigError::Parse {
+                origin,
+                msg: e.to_string(),
+            })?;
         cfg.simulation.outdoor.load(&base_dir)?;
         cfg.validate()?;
         Ok(cfg)

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
-use hearth::config::{apply_assignments, fill_default_variants};
+use hearth::config::{apply_assignments, from_table_with_defaults};
 use hearth::sim::{plot, split_plot, PolicyRun, RunResult, Scenario, WorkloadRuns};
 
 /// `hearth simulate` options.
@@ -78,8 +78,7 @@ fn load_scenario(args: &SimulateArgs) -> Result<Scenario> {
     }
     sets.extend(args.sets.iter().cloned());
     apply_assignments(&mut table, &sets)?;
-    fill_default_variants::<Scenario>(&mut table);
-    let mut scenario: Scenario = toml::Value::Table(table).try_into().context("scenario")?;
+    let mut scenario: Scenario = from_table_with_defaults(table).context("scenario")?;
     scenario.outdoor.load(&base)?;
     scenario.compile_schedule()?;
     Ok(scenario)
