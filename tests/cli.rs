@@ -405,14 +405,7 @@ fn cli_commands_drive_a_running_daemon_and_sigterm_ends_open_streams() {
             .spawn()
             .unwrap(),
     );
-    let cli = |args: &[&str]| {
-        hearth()
-            .args(args)
-            .args(["--addr", &url, "--data-dir"])
-            .arg(dir.path())
-            .output()
-            .unwrap()
-    };
+    let cli = |args: &[&str]| common::bin::client(args, &url, dir.path());
     // Wait until the API answers.
     let status = common::bin::json_when(|| cli(&["status", "--json"]), |_| true);
     assert!(status["budget_watts"].is_number() && status["power"].as_array().unwrap().len() == 3);

@@ -460,14 +460,7 @@ fn cli_probes_devices_and_lists_the_fleet() {
             .spawn()
             .unwrap(),
     );
-    let cli = |args: &[&str]| {
-        hearth()
-            .args(args)
-            .args(["--addr", &url, "--data-dir"])
-            .arg(dir.path())
-            .output()
-            .unwrap()
-    };
+    let cli = |args: &[&str]| common::bin::client(args, &url, dir.path());
     let devices = common::bin::json_when(
         || cli(&["devices", "--json"]),
         |v| v[0]["watts"].is_number(),

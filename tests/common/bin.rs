@@ -90,3 +90,14 @@ pub fn json_when(
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
 }
+
+/// Runs `hearth ARGS --addr URL --data-dir DIR` (a client of a running daemon) and returns its
+/// output.
+pub fn client(args: &[&str], url: &str, dir: &std::path::Path) -> Output {
+    hearth()
+        .args(args)
+        .args(["--addr", url, "--data-dir"])
+        .arg(dir)
+        .output()
+        .unwrap()
+}
